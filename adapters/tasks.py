@@ -39,10 +39,10 @@ class RetryPolicy:
         if retry_count <= 0:
             return 0.0
         doublings = min(retry_count - 1, self.max_doublings)
-        delay = self.min_backoff * (2**doublings)
+        delay = self.min_backoff * float(2**doublings)
         if retry_count - 1 > self.max_doublings:
             linear_steps = retry_count - 1 - self.max_doublings
-            delay += linear_steps * self.min_backoff * (2**self.max_doublings)
+            delay += linear_steps * self.min_backoff * float(2**self.max_doublings)
         return min(delay, self.max_backoff)
 
     def allows(self, attempt: int) -> bool:

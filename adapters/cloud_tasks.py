@@ -1,0 +1,269 @@
+"""The Cloud Tasks adapter of the `TaskQueue` port (production).
+
+The only module that imports `google.cloud.tasks_v2`. It does so lazily, in the
+client factory, together with `grpc`, `google.api_core` and `google.protobuf`:
+importing this module costs nothing, and the client is built once per
+`CloudTasksQueue`, on first use (thread-safe).
+
+Every task is an HTTP target task: `POST target_url` (the poll function) with
+`Content-Type: application/json`, the task's body unchanged, a name derived from
+the caller's deterministic short name, `schedule_time = clock() + delay`,
+`dispatch_deadline`, and an `oidc_token` (audience = `target_url`) when a service
+account is configured.
+
+Errors:
+
+- `AlreadyExists` (a task of that name was created recently) → `False`.
+- `ServiceUnavailable` (gRPC UNAVAILABLE: typically the connection was not made,
+  e.g. a channel that went stale while the function instance idled) is retried
+  `transient_retries` times, after 0.1 s and 0.4 s, then → `QueueUnavailable`.
+  A retry is safe because the task is named: if an earlier attempt did land,
+  the retry gets `AlreadyExists` and returns `False`.
+- Anything else from the client (`DeadlineExceeded` included: the attempt may
+  have landed and waiting once more would hold the caller for another
+  `rpc_timeout`; `PermissionDenied`, `NotFound`, `InvalidArgument`; missing
+  credentials) → `QueueUnavailable` at once, whose message names the task, the
+  queue and the error class, never the server's text or an address. The
+  caller's answer (a non-2xx to Cloud Tasks, a 503 at intake) gets the whole
+  step retried later under the same task name.
+
+Programming errors raise `ValueError`: a name outside `[A-Za-z0-9_-]{1,500}`, a
+delay that is not finite or beyond Cloud Tasks' 30 days (a negative delay counts
+as 0), a naive datetime from the clock.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from adapters.tasks import QueueRole, Task
+from core.errors import QueueUnavailable
+from core.settings import Settings
+
+TASK_NAME = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
+#: Cloud Tasks refuses a `schedule_time` further ahead than this.
+MAX_DELAY_SECONDS = 30 * 24 * 3600.0
+#: Cloud Tasks accepts a `dispatch_deadline` of 15 s to 30 min for HTTP targets.
+DISPATCH_DEADLINE_RANGE = (15.0, 1800.0)
+#: Pauses before each retry of a gRPC UNAVAILABLE answer.
+_TRANSIENT_BACKOFF = (0.1, 0.4, 1.0)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _required(value: str | None, what: str) -> str:
+    if not value:
+        raise ValueError(f"{what} is required")
+    return value
+
+
+class CloudTasksQueue:
+    """`TaskQueue` on Google Cloud Tasks (or its emulator, over plain gRPC)."""
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        location: str,
+        steps_queue: str,
+        callbacks_queue: str,
+        target_url: str,
+        service_account: str | None,
+        emulator_host: str | None = None,
+        dispatch_deadline: float = 60.0,
+        client: Any | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        rpc_timeout: float = 10.0,
+        transient_retries: int = 2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.project = _required(project, "project")
+        self.location = _required(location, "location")
+        self.steps_queue = _required(steps_queue, "steps_queue")
+        self.callbacks_queue = _required(callbacks_queue, "callbacks_queue")
+        parts = urlsplit(_required(target_url, "target_url"))
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("target_url must be an absolute http(s) URL")
+        self.target_url = target_url
+        self.service_account = service_account or None
+        self.emulator_host = emulator_host or None
+        low, high = DISPATCH_DEADLINE_RANGE
+        if not low <= dispatch_deadline <= high:
+            raise ValueError(f"dispatch_deadline must be {low:g} to {high:g} seconds")
+        self.dispatch_deadline = dispatch_deadline
+        if not 0 < rpc_timeout <= 60:
+            raise ValueError("rpc_timeout must be more than 0 and at most 60 seconds")
+        self.rpc_timeout = rpc_timeout
+        if not 0 <= transient_retries <= len(_TRANSIENT_BACKOFF):
+            raise ValueError(f"transient_retries must be 0 to {len(_TRANSIENT_BACKOFF)}")
+        self.transient_retries = transient_retries
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._client: Any | None = client
+        self._owns_client = client is None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CloudTasksQueue:
+        """The queue configured by `TASKS_*`, `CALLBACK_QUEUE`, `POLL_URL` and friends.
+
+        Raises `Misconfigured` naming every required variable that is missing.
+        """
+        settings.require("TASKS_PROJECT", "TASKS_LOCATION", "TASKS_QUEUE", "POLL_URL")
+        steps_queue = _required(settings.tasks_queue, "TASKS_QUEUE")
+        return cls(
+            project=_required(settings.tasks_project, "TASKS_PROJECT"),
+            location=_required(settings.tasks_location, "TASKS_LOCATION"),
+            steps_queue=steps_queue,
+            callbacks_queue=settings.callback_queue or steps_queue,
+            target_url=settings.poll_url,
+            service_account=settings.tasks_service_account,
+            emulator_host=settings.cloud_tasks_emulator_host,
+        )
+
+    # --- the client ------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The `CloudTasksClient`, created on first use. Raises `QueueUnavailable`."""
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._create_client()
+                client = self._client
+        return client
+
+    def _create_client(self) -> Any:
+        # Imported lazily (PLC0415): `import adapters.cloud_tasks` must stay cheap.
+        from google.auth.exceptions import GoogleAuthError  # noqa: PLC0415
+        from google.cloud import tasks_v2  # noqa: PLC0415
+
+        if self.emulator_host is None:
+            try:
+                return tasks_v2.CloudTasksClient()
+            except GoogleAuthError as exc:
+                raise QueueUnavailable(
+                    f"no usable Google credentials for Cloud Tasks ({type(exc).__name__})"
+                ) from exc
+
+        import grpc  # noqa: PLC0415
+        from google.cloud.tasks_v2.services.cloud_tasks.transports import (  # noqa: PLC0415
+            CloudTasksGrpcTransport,
+        )
+
+        channel = grpc.insecure_channel(self.emulator_host)
+        return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+
+    def close(self) -> None:
+        """Close the client's channel if this queue created it (a later call reopens)."""
+        if not self._owns_client:
+            return
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.transport.close()
+
+    # --- the port ----------------------------------------------------------------------
+
+    def queue_name(self, role: QueueRole) -> str:
+        """The short name of the queue that takes tasks of `role`."""
+        return self.callbacks_queue if role is QueueRole.CALLBACKS else self.steps_queue
+
+    def enqueue(self, task: Task, *, delay: float, name: str) -> bool:
+        """Create `task` as Cloud Tasks task `name`, due in `delay` seconds.
+
+        True: created. False: a task of that name already exists. Raises
+        `QueueUnavailable` when Cloud Tasks did not take it; `ValueError` for a
+        bad name or delay.
+        """
+        if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
+            raise ValueError("task name must be 1 to 500 characters of [A-Za-z0-9_-]")
+        if not math.isfinite(delay):
+            raise ValueError("delay must be a finite number of seconds")
+        if delay > MAX_DELAY_SECONDS:
+            raise ValueError("delay must be at most 30 days")
+        queue = self.queue_name(task.role)
+        client = self.client
+        parent = client.queue_path(self.project, self.location, queue)
+        request = self._build_task(client, queue, task, delay=max(delay, 0.0), name=name)
+        return self._create(client, parent, request, queue=queue, name=name)
+
+    def _build_task(
+        self, client: Any, queue: str, task: Task, *, delay: float, name: str
+    ) -> dict[str, Any]:
+        from google.protobuf import duration_pb2, timestamp_pb2  # noqa: PLC0415
+
+        now = self._clock()
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("the clock must return an aware datetime")
+        schedule_time = timestamp_pb2.Timestamp()
+        schedule_time.FromDatetime(now + timedelta(seconds=delay))
+        dispatch_deadline = duration_pb2.Duration()
+        dispatch_deadline.FromTimedelta(timedelta(seconds=self.dispatch_deadline))
+
+        http_request: dict[str, Any] = {
+            "url": self.target_url,
+            "http_method": "POST",
+            "headers": {"Content-Type": "application/json"},
+            "body": task.body,
+        }
+        if self.service_account:
+            http_request["oidc_token"] = {
+                "service_account_email": self.service_account,
+                "audience": self.target_url,
+            }
+        return {
+            "name": client.task_path(self.project, self.location, queue, name),
+            "http_request": http_request,
+            "schedule_time": schedule_time,
+            "dispatch_deadline": dispatch_deadline,
+        }
+
+    def _create(
+        self, client: Any, parent: str, request: dict[str, Any], *, queue: str, name: str
+    ) -> bool:
+        import grpc  # noqa: PLC0415
+        from google.api_core import exceptions as api_exceptions  # noqa: PLC0415
+        from google.auth.exceptions import GoogleAuthError  # noqa: PLC0415
+
+        retries = 0
+        while True:
+            try:
+                client.create_task(parent=parent, task=request, timeout=self.rpc_timeout)
+            except api_exceptions.AlreadyExists:
+                return False
+            except api_exceptions.ServiceUnavailable as exc:
+                if retries < self.transient_retries:
+                    self._sleep(_TRANSIENT_BACKOFF[retries])
+                    retries += 1
+                    continue
+                raise self._unavailable(exc, queue=queue, name=name, attempts=retries + 1) from exc
+            except (
+                api_exceptions.GoogleAPICallError,
+                api_exceptions.RetryError,
+                grpc.RpcError,
+                GoogleAuthError,
+            ) as exc:
+                raise self._unavailable(exc, queue=queue, name=name, attempts=retries + 1) from exc
+            return True
+
+    @staticmethod
+    def _unavailable(
+        exc: BaseException, *, queue: str, name: str, attempts: int
+    ) -> QueueUnavailable:
+        # The class name only: the server's text may quote resources or addresses.
+        plural = "s" if attempts > 1 else ""
+        return QueueUnavailable(
+            f"Cloud Tasks did not create task {name} on queue {queue} "
+            f"({type(exc).__name__}, {attempts} attempt{plural})"
+        )

@@ -1,0 +1,130 @@
+"""The DatoCMS HTTP adapter: sends requests, hands answers to `core.datocms`.
+
+One `requests.Session` per process (injected). Every request carries the
+headers the API checks (`Authorization`, `Accept`, `X-Api-Version: 3`,
+`X-Environment` when set) and a `User-Agent` naming this service.
+
+After a `429` the client holds every further call until the announced
+`X-RateLimit-Reset` has passed: such a call fails at once with
+`DatoCMSRateLimited(sent=False)` and sends nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from urllib.parse import quote
+
+import requests
+
+from adapters.log import Log
+from core import datocms
+from core.errors import DatoCMSRateLimited, DatoCMSUnavailable
+from core.settings import Secret
+
+USER_AGENT = "datocms-track-deleter/1.0 (+https://github.com/; python-requests)"
+MAX_ANSWER_BYTES = 1024 * 1024
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 20.0
+
+
+class NotSent(DatoCMSRateLimited):
+    """A call held back because an announced rate-limit reset has not passed yet."""
+
+
+class DatoCMSClient:
+    """DELETE a track, GET a job result; answers interpreted by `core.datocms`."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: Secret,
+        session: requests.Session,
+        log: Log,
+        clock: Callable[[], float] = time.monotonic,
+        timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+        self._session = session
+        self._log = log
+        self._clock = clock
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._blocked_until = 0.0
+
+    def delete_track(
+        self, upload_id: str, track_id: str, environment: str | None
+    ) -> datocms.Job | datocms.Done:
+        path = f"/uploads/{quote(upload_id, safe='')}/tracks/{quote(track_id, safe='')}"
+        status, headers, body = self._call("DELETE", path, environment)
+        return datocms.interpret_delete(status, headers, body)
+
+    def job_result(self, job_id: str, environment: str | None) -> datocms.Job | datocms.Done | None:
+        status, headers, body = self._call(
+            "GET", f"/job-results/{quote(job_id, safe='')}", environment
+        )
+        return datocms.interpret_job_result(status, headers, body)
+
+    def _hold(self) -> None:
+        with self._lock:
+            wait = self._blocked_until - self._clock()
+        if wait > 0:
+            raise NotSent(
+                "held back until DatoCMS's announced rate-limit reset",
+                code="RATE_LIMIT_EXCEEDED",
+                retry_after=wait,
+            )
+
+    def _block(self, seconds: float) -> None:
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+    def _call(
+        self, method: str, path: str, environment: str | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        self._hold()
+        headers = {
+            "Authorization": f"Bearer {self._token.reveal()}",
+            "Accept": "application/json",
+            "X-Api-Version": "3",
+            "User-Agent": USER_AGENT,
+        }
+        if environment:
+            headers["X-Environment"] = environment
+        started = time.monotonic()
+        try:
+            with self._session.request(
+                method,
+                self._base_url + path,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+            ) as answer:
+                body = answer.raw.read(MAX_ANSWER_BYTES, decode_content=True)
+                status, answer_headers = answer.status_code, answer.headers
+        except requests.Timeout:
+            self._log.warning("DatoCMS call timed out", method=method, path=path)
+            raise DatoCMSUnavailable("DatoCMS did not answer in time", code="TIMEOUT") from None
+        except requests.RequestException as error:
+            self._log.warning(
+                "DatoCMS call failed", method=method, path=path, reason=type(error).__name__
+            )
+            raise DatoCMSUnavailable(
+                "the connection to DatoCMS failed", code="CONNECTION_ERROR"
+            ) from None
+        self._log.info(
+            "DatoCMS answered",
+            method=method,
+            path=path,
+            http_status=status,
+            datocms_request_id=answer_headers.get("X-Request-Id"),
+            rate_limit_remaining=answer_headers.get("X-RateLimit-Remaining"),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        if status == 429:
+            self._block(datocms.reset_seconds(answer_headers))
+        return status, answer_headers, body

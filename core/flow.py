@@ -1,0 +1,101 @@
+"""The decisions of the deletion flow, as pure functions of values.
+
+Every step of a request (the intake's DELETE, a retried DELETE, each poll)
+ends in one `Action`: schedule the next step after a delay, or finish with an
+`Outcome`. The handlers carry actions out; nothing here does I/O.
+
+    intake ──DELETE──► 202 job ──────────► poll ─┬─► pending: poll again (growing delay)
+       │                                         ├─► final:   finish (deleted/failed/not_found)
+       ├─► 404 / 4xx: finish                     └─► deadline passed: finish (timed_out)
+       └─► 429 / 5xx / timeout: delete again later (until the deadline)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.datocms import Done, Job, outcome_of, outcome_of_refusal
+from core.errors import DatoCMSError, DatoCMSRefused
+from core.model import Outcome, Step
+from core.polling import PollPolicy
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Enqueue `step` to run after `delay` seconds."""
+
+    step: Step
+    delay: float
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The request is over: report `outcome`, after `polls` job-result requests."""
+
+    outcome: Outcome
+    polls: int
+
+
+Action = Schedule | Finish
+
+
+def deadline(step: Step, policy: PollPolicy) -> float:
+    return step.accepted_at + policy.timeout
+
+
+def _later(step: Step, delay: float, now: float, policy: PollPolicy, polls: int) -> Action:
+    """Schedule `step`, unless the deadline has passed; the last try lands on the deadline."""
+    remaining = deadline(step, policy) - now
+    if remaining <= 0:
+        return Finish(Outcome("timed_out", job_id=step.job_id), polls)
+    return Schedule(step, min(delay, remaining))
+
+
+def _retry(
+    current: Step, error: DatoCMSError, *, now: float, policy: PollPolicy, rand: float, polls: int
+) -> Action:
+    """After a retryable error: the same kind of step again, backing off."""
+    failures = current.failures + 1
+    delay = policy.retry_delay(failures, error.retry_after, rand)
+    retry = current.next(current.kind, polls=polls, failures=failures)
+    return _later(retry, delay, now, policy, polls)
+
+
+def after_delete(
+    current: Step, result: Job | Done | DatoCMSError, now: float, policy: PollPolicy, rand: float
+) -> Action:
+    """What follows a DELETE: poll its job, finish, or try the DELETE again."""
+    if isinstance(result, Job):
+        first_poll = current.next("poll", job_id=result.id, failures=0)
+        return _later(first_poll, policy.initial, now, policy, current.polls)
+    if isinstance(result, Done):
+        return Finish(outcome_of(result, None), current.polls)
+    if isinstance(result, DatoCMSRefused):
+        return Finish(outcome_of_refusal(result), current.polls)
+    return _retry(current, result, now=now, policy=policy, rand=rand, polls=current.polls)
+
+
+def after_poll(
+    current: Step,
+    result: Job | Done | DatoCMSError | None,
+    now: float,
+    policy: PollPolicy,
+    rand: float,
+    *,
+    sent: bool = True,
+) -> Action:
+    """What follows a job-result request: poll again, follow a new job, or finish.
+
+    `result` is None while the job runs. `sent` is False when no request went
+    out (held back by an announced rate-limit reset); such a try is not a poll.
+    """
+    polls = current.polls + (1 if sent else 0)
+    if result is None:
+        pending = current.next("poll", polls=polls, failures=0)
+        return _later(pending, policy.delay_after(polls, rand), now, policy, polls)
+    if isinstance(result, Job):
+        follow = current.next("poll", polls=polls, job_id=result.id, failures=0)
+        return _later(follow, policy.initial, now, policy, polls)
+    if isinstance(result, Done):
+        return Finish(outcome_of(result, current.job_id), polls)
+    return _retry(current, result, now=now, policy=policy, rand=rand, polls=polls)

@@ -1,0 +1,207 @@
+"""Values that cross a boundary, with their to/from-JSON next to them.
+
+- `DeletionRequest`: what a caller asks for (validated by `schemas/deletion_request.json`).
+- `Step`: the body of every task the service enqueues (`schemas/task.json`).
+- `Outcome`: how a request ended; `callback_body` renders it for the receiver
+  (`schemas/callback.json`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+from core.validation import compact_json
+
+StepKind = Literal["delete", "poll", "finish", "callback"]
+OutcomeStatus = Literal["deleted", "not_found", "failed", "timed_out"]
+
+EVENT_TYPES: dict[OutcomeStatus, str] = {
+    "deleted": "upload_track.deleted",
+    "not_found": "upload_track.already_deleted",
+    "failed": "upload_track.deletion_failed",
+    "timed_out": "upload_track.deletion_timed_out",
+}
+
+
+@dataclass(frozen=True)
+class DeletionRequest:
+    """One validated request to delete an upload track."""
+
+    upload_id: str
+    upload_track_id: str
+    environment: str | None = None
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeletionRequest:
+        """Build from a dict that already passed the schema."""
+        return cls(
+            upload_id=data["upload_id"],
+            upload_track_id=data["upload_track_id"],
+            environment=data.get("environment"),
+            callback_url=data.get("callback_url"),
+            idempotency_key=data.get("idempotency_key"),
+            metadata=data.get("metadata"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "upload_id": self.upload_id,
+            "upload_track_id": self.upload_track_id,
+        }
+        for key in ("environment", "callback_url", "idempotency_key", "metadata"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        return data
+
+    def request_id(self, default_environment: str | None) -> str:
+        """Deterministic id: from the idempotency key, else from the track's coordinates."""
+        if self.idempotency_key is not None:
+            seed = "key\x00" + self.idempotency_key
+        else:
+            environment = self.environment or default_environment or ""
+            seed = f"track\x00{environment}\x00{self.upload_id}\x00{self.upload_track_id}"
+        return "req_" + hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a deletion ended; what the callback reports."""
+
+    status: OutcomeStatus
+    job_id: str | None = None
+    track: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def event_type(self) -> str:
+        return EVENT_TYPES[self.status]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "job_id": self.job_id,
+            "track": self.track,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        return cls(
+            status=cast(OutcomeStatus, data["status"]),
+            job_id=data.get("job_id"),
+            track=data.get("track"),
+            error=data.get("error"),
+        )
+
+
+def failure(code: str, message: str, http_status: int | None) -> dict[str, Any]:
+    """The callback's `error` object."""
+    return {"code": code, "message": message, "http_status": http_status}
+
+
+@dataclass(frozen=True)
+class Step:
+    """The body of one task: where a request stands, and what to do next.
+
+    `number` orders the tasks of one request (1 is the intake's); the task's
+    name is derived from it, so a step delivered twice cannot fork the chain.
+    `not_after` (unix seconds) bounds how long the signed body is honoured.
+    `failures` counts consecutive retryable errors, for the backoff.
+    """
+
+    kind: StepKind
+    request_id: str
+    request: DeletionRequest
+    environment: str | None
+    accepted_at: float
+    number: int
+    not_after: float
+    polls: int = 0
+    failures: int = 0
+    job_id: str | None = None
+    outcome: Outcome | None = None
+    callback: dict[str, Any] | None = field(default=None)
+
+    @property
+    def name(self) -> str:
+        """The deterministic task name of this step."""
+        suffix = "cb" if self.kind == "callback" else str(self.number)
+        return f"{self.request_id}-{suffix}"
+
+    def next(self, kind: StepKind, **changes: Any) -> Step:
+        """The step that follows this one."""
+        return replace(self, kind=kind, number=self.number + 1, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "v": 1,
+            "kind": self.kind,
+            "request_id": self.request_id,
+            "request": self.request.to_json(),
+            "environment": self.environment,
+            "accepted_at": self.accepted_at,
+            "number": self.number,
+            "not_after": self.not_after,
+            "polls": self.polls,
+            "failures": self.failures,
+            "job_id": self.job_id,
+        }
+        if self.outcome is not None:
+            data["outcome"] = self.outcome.to_json()
+        if self.callback is not None:
+            data["callback"] = self.callback
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Step:
+        """Build from a dict that already passed `schemas/task.json`."""
+        outcome = data.get("outcome")
+        return cls(
+            kind=data["kind"],
+            request_id=data["request_id"],
+            request=DeletionRequest.from_json(data["request"]),
+            environment=data["environment"],
+            accepted_at=data["accepted_at"],
+            number=data["number"],
+            not_after=data["not_after"],
+            polls=data["polls"],
+            failures=data["failures"],
+            job_id=data["job_id"],
+            outcome=Outcome.from_json(outcome) if outcome is not None else None,
+            callback=data.get("callback"),
+        )
+
+
+def rfc3339(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def callback_body(step: Step, outcome: Outcome, *, polls: int, now: float) -> dict[str, Any]:
+    """The callback's JSON body (the `data` envelope of Standard Webhooks)."""
+    return {
+        "type": outcome.event_type,
+        "timestamp": rfc3339(now),
+        "data": {
+            "request_id": step.request_id,
+            "status": outcome.status,
+            "upload_id": step.request.upload_id,
+            "upload_track_id": step.request.upload_track_id,
+            "environment": step.environment,
+            "job_id": outcome.job_id,
+            "track": outcome.track,
+            "error": outcome.error,
+            "polls": polls,
+            "metadata": step.request.metadata,
+        },
+    }
+
+
+def encode(value: Any) -> bytes:
+    return compact_json(value).encode()

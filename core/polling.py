@@ -1,0 +1,36 @@
+"""When to ask DatoCMS again: pure functions of counts, bounds and a jitter value.
+
+Polls start `initial` seconds after the deletion was accepted, then the wait
+grows geometrically up to `maximum`, each wait spread by ±`jitter` so that many
+requests accepted together do not poll in lockstep. Errors (429, 5xx, timeouts)
+back off exponentially, never sooner than the wait DatoCMS announced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """The polling schedule and the deadline of one request."""
+
+    initial: float
+    maximum: float
+    timeout: float
+    growth: float = 1.5
+    jitter: float = 0.1
+
+    def delay_after(self, polls: int, rand: float) -> float:
+        """Seconds to wait before the next poll, after `polls` answers saying "pending"."""
+        base = min(self.initial * self.growth ** max(polls - 1, 0), self.maximum)
+        return self._spread(base, rand)
+
+    def retry_delay(self, failures: int, retry_after: float | None, rand: float) -> float:
+        """Seconds to wait after the `failures`-th consecutive retryable error."""
+        base = min(max(self.initial, 1.0) * 2 ** max(failures - 1, 0), max(self.maximum, 1.0))
+        spread = self._spread(base, rand)
+        return max(spread, retry_after or 0.0)
+
+    def _spread(self, base: float, rand: float) -> float:
+        return max(0.0, base * (1.0 + self.jitter * (2.0 * rand - 1.0)))

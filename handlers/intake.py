@@ -1,0 +1,303 @@
+"""The intake: `delete_track` (HTTP) and `delete_track_event` (CloudEvent).
+
+Both validate a deletion request, then `submit` it: claim its idempotency key,
+send the DELETE, and enqueue the first task, whose deterministic name is the
+cross-instance proof that the request was accepted once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, Any, Literal
+
+from adapters.log import Log, trace_field
+from core import validation
+from core.datocms import Done, Job
+from core.errors import (
+    DatoCMSAuthError,
+    DatoCMSBadResponse,
+    DatoCMSError,
+    Misconfigured,
+    RequestRejected,
+    ServiceError,
+)
+from core.flow import Finish, Schedule, after_delete
+from core.model import DeletionRequest, Step
+from core.signing import constant_time_equal
+from core.urlpolicy import CallbackURLRejected, parse_callback_url
+from handlers import chain
+from handlers.responses import Reply, error, reply_for
+from handlers.service import Service
+
+MAX_BODY = 64 * 1024
+
+SubmissionStatus = Literal[
+    "pending", "queued", "duplicate", "not_found", "refused", "deleted", "timed_out"
+]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What became of an accepted request (the intake's answer, before HTTP)."""
+
+    status: SubmissionStatus
+    request_id: str
+    job_id: str | None = None
+    error: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+
+
+def authenticate(authorization: str | None, token: str) -> bool:
+    """`Authorization: Bearer <token>`, or HTTP Basic with `<token>` as the password."""
+    if not authorization:
+        return False
+    scheme, _, credentials = authorization.strip().partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() == "bearer":
+        return constant_time_equal(credentials, token)
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return False
+        _, colon, password = decoded.partition(":")
+        return bool(colon) and constant_time_equal(password, token)
+    return False
+
+
+def read_json_body(content_type: str | None, content_length: int | None, stream: IO[bytes]) -> Any:
+    """The parsed JSON body, or `RequestRejected` (415, 413, 400). Reads at most 64 KiB + 1."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise RequestRejected(
+            415, "unsupported_media_type", "Content-Type must be application/json."
+        )
+    too_large = RequestRejected(
+        413, "payload_too_large", f"The body must be at most {MAX_BODY} bytes."
+    )
+    if content_length is not None and content_length > MAX_BODY:
+        raise too_large
+    raw = stream.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise too_large
+    return parse_json(raw)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise RequestRejected(400, "invalid_json", "The body is not valid UTF-8 JSON.") from None
+
+
+def handle_http(
+    service: Service,
+    *,
+    method: str,
+    headers: Mapping[str, str],
+    content_length: int | None,
+    stream: IO[bytes],
+) -> Reply:
+    """`delete_track`: authenticate, validate, submit, answer. `headers` has lowercase names."""
+    settings = service.settings
+    settings.require("INTAKE_TOKEN")
+    assert settings.intake_token is not None  # noqa: S101
+    if not authenticate(headers.get("authorization"), settings.intake_token.reveal()):
+        return error(
+            401,
+            "unauthorized",
+            "Missing or wrong credentials.",
+            headers={"WWW-Authenticate": 'Bearer, Basic realm="delete_track"'},
+        )
+    if method != "POST":
+        return error(405, "method_not_allowed", "Only POST is allowed.", headers={"Allow": "POST"})
+    try:
+        data = read_json_body(headers.get("content-type"), content_length, stream)
+        request = validate(data, allow_private=settings.callback_allow_private_networks)
+    except RequestRejected as rejected:
+        return reply_for(rejected)
+    log = service.log.bind(
+        **trace_field(headers.get("x-cloud-trace-context"), settings.log_project)
+    )
+    return answer(service, request, log)
+
+
+def answer(service: Service, request: DeletionRequest, log: Log) -> Reply:
+    """Submit a valid request and turn the submission into the contract's answer."""
+    request_id = request.request_id(service.settings.datocms_environment)
+    try:
+        done = submit(service, request, log)
+    except ServiceError as failure:
+        return reply_for(failure, request_id=request_id)
+    body: dict[str, Any] = {"request_id": done.request_id, "status": done.status}
+    if done.status == "pending":
+        body["job_id"] = done.job_id
+        return Reply(202, body)
+    if done.status == "queued":
+        return Reply(202, body)
+    if done.status == "refused":
+        assert done.error is not None  # noqa: S101
+        return error(
+            422,
+            "deletion_refused",
+            done.error["message"],
+            details={"datocms_code": done.error["code"], "http_status": done.error["http_status"]},
+            request_id=done.request_id,
+        )
+    return Reply(200, body)  # duplicate, not_found, deleted (synchronously), timed_out
+
+
+# ---------------------------------------------------------------------------
+# Validation and submission, shared by HTTP and events
+
+
+def validate(data: Any, *, allow_private: bool) -> DeletionRequest:
+    """A `DeletionRequest`, or `RequestRejected(400)` listing every failing field."""
+    failures = validation.errors("deletion_request", data)
+    if failures:
+        raise RequestRejected(
+            400, "invalid_request", "The request does not match the schema.", details=failures
+        )
+    request = DeletionRequest.from_json(data)
+    if request.callback_url is not None:
+        try:
+            parse_callback_url(request.callback_url, allow_private=allow_private)
+        except CallbackURLRejected as rejected:
+            raise RequestRejected(
+                400,
+                "invalid_request",
+                "The callback_url is not allowed.",
+                details=[{"field": "callback_url", "message": rejected.reason}],
+            ) from None
+    return request
+
+
+def submit(service: Service, request: DeletionRequest, log: Log) -> Submission:
+    """Claim, DELETE, enqueue the first task. Raises `ServiceError`s the caller maps."""
+    settings = service.settings
+    if request.callback_url is not None and not settings.callback_signing_keys:
+        raise Misconfigured(["CALLBACK_SIGNING_SECRET"])
+    environment = request.environment or settings.datocms_environment
+    request_id = request.request_id(settings.datocms_environment)
+    log = log.bind(
+        request_id=request_id,
+        upload_id=request.upload_id,
+        upload_track_id=request.upload_track_id,
+    )
+    now = service.wall()
+    if not service.claims.claim(request_id, now):
+        log.info("duplicate request (same instance)")
+        return Submission("duplicate", request_id)
+    try:
+        return _submit_claimed(
+            service, request, request_id=request_id, environment=environment, now=now, log=log
+        )
+    except BaseException:
+        service.claims.release(request_id)
+        raise
+
+
+def _submit_claimed(
+    service: Service,
+    request: DeletionRequest,
+    *,
+    request_id: str,
+    environment: str | None,
+    now: float,
+    log: Log,
+) -> Submission:
+    intake = Step(
+        kind="delete",
+        request_id=request_id,
+        request=request,
+        environment=environment,
+        accepted_at=now,
+        number=0,
+        not_after=chain.step_not_after(now, service),
+    )
+    result: Job | Done | DatoCMSError
+    try:
+        result = service.datocms.delete_track(
+            request.upload_id, request.upload_track_id, environment
+        )
+    except (DatoCMSAuthError, DatoCMSBadResponse) as failure:
+        log.error(
+            "DatoCMS rejected the deletion call", http_status=failure.http_status, code=failure.code
+        )
+        raise
+    except DatoCMSError as failure:
+        result = failure
+    action = after_delete(intake, result, service.wall(), service.policy, service.rand())
+    if isinstance(action, Schedule):
+        created = chain.enqueue(service, action.step, action.delay)
+    else:
+        first = intake.next("finish", outcome=action.outcome, polls=action.polls)
+        created = chain.enqueue(service, first, 0.0)
+    if not created:
+        log.info("duplicate request (task already exists)")
+        return Submission("duplicate", request_id)
+    return _accepted(request_id, action, log)
+
+
+def _accepted(request_id: str, action: Schedule | Finish, log: Log) -> Submission:
+    if isinstance(action, Schedule):
+        if action.step.kind == "poll":
+            log.info("deletion accepted; polling scheduled", job_id=action.step.job_id)
+            return Submission("pending", request_id, job_id=action.step.job_id)
+        log.warning("DatoCMS unavailable; deletion queued", delay_seconds=round(action.delay, 3))
+        return Submission("queued", request_id)
+    outcome = action.outcome
+    log.info("deletion finished at intake", status=outcome.status, job_id=outcome.job_id)
+    if outcome.status == "failed":
+        return Submission("refused", request_id, error=outcome.error)
+    return Submission(outcome.status, request_id, job_id=outcome.job_id)
+
+
+# ---------------------------------------------------------------------------
+# CloudEvents
+
+
+def event_request(data: Any) -> Any:
+    """The deletion request inside a CloudEvent's data: direct, or a Pub/Sub push envelope."""
+    if isinstance(data, bytes | bytearray):
+        data = parse_json(bytes(data))
+    if isinstance(data, dict) and isinstance(data.get("message"), dict) and "upload_id" not in data:
+        encoded = data["message"].get("data")
+        if not isinstance(encoded, str):
+            raise RequestRejected(400, "invalid_event", "The Pub/Sub message has no data.")
+        if len(encoded) > MAX_BODY * 4 // 3 + 4:
+            raise RequestRejected(413, "payload_too_large", "The Pub/Sub message is too large.")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestRejected(400, "invalid_event", "The Pub/Sub data is not base64.") from None
+        return parse_json(raw)
+    return data
+
+
+def handle_event(service: Service, event_id: str | None, data: Any) -> Submission | None:
+    """`delete_track_event`. Returns None for an event that can never succeed (logged at ERROR,
+    acknowledged); raises for a failure worth a redelivery (misconfiguration, outages)."""
+    settings = service.settings
+    log = service.log.bind(event_id=event_id)
+    try:
+        request = validate(
+            event_request(data), allow_private=settings.callback_allow_private_networks
+        )
+    except RequestRejected as rejected:
+        log.error(
+            "event dropped: it can never succeed", code=rejected.code, details=rejected.details
+        )
+        return None
+    return submit(service, request, log)

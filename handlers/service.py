@@ -1,0 +1,93 @@
+"""The service's dependencies, built once per process from `Settings`.
+
+`main.py` asks for the `Service` on the first request (never at import), and
+every handler receives it. Tests build one with fakes in place of the queue,
+the clocks or the callback sender.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+
+from adapters.callback_sender import CallbackSender
+from adapters.datocms import DatoCMSClient
+from adapters.log import Log
+from adapters.tasks import QueueRole, RetryPolicy, TaskQueue
+from core.polling import PollPolicy
+from core.recent import RecentKeys
+from core.settings import Secret, Settings
+
+DEDUP_SECONDS = 3600.0
+#: The steps queue retries only what failed unexpectedly (a crash, a queue outage).
+STEPS_RETRY = RetryPolicy(max_attempts=-1, min_backoff=1.0, max_backoff=60.0, max_doublings=6)
+
+
+def callback_retry(settings: Settings) -> RetryPolicy:
+    """The callbacks queue's retry policy: the `CALLBACK_*` settings, as Terraform sets them."""
+    return RetryPolicy(
+        max_attempts=settings.callback_max_attempts,
+        min_backoff=settings.callback_retry_min,
+        max_backoff=settings.callback_retry_max,
+    )
+
+
+@dataclass
+class Service:
+    """Everything a handler needs; built once per process."""
+
+    settings: Settings
+    log: Log
+    datocms: DatoCMSClient
+    queue: TaskQueue
+    sender: CallbackSender
+    wall: Callable[[], float] = time.time
+    rand: Callable[[], float] = random.random
+    claims: RecentKeys = field(default_factory=lambda: RecentKeys(DEDUP_SECONDS))
+    spent: RecentKeys = field(default_factory=lambda: RecentKeys(DEDUP_SECONDS * 24))
+
+    @property
+    def policy(self) -> PollPolicy:
+        s = self.settings
+        return PollPolicy(
+            initial=s.poll_initial_delay, maximum=s.poll_max_delay, timeout=s.poll_timeout
+        )
+
+
+def build_queue(settings: Settings, log: Log) -> TaskQueue:
+    """The task queue adapter `TASKS_BACKEND` names."""
+    if settings.tasks_backend == "cloudtasks":
+        from adapters.cloud_tasks import CloudTasksQueue  # noqa: PLC0415 (keeps gRPC off the local path)
+
+        return CloudTasksQueue.from_settings(settings)
+    from adapters.local_queue import LocalTaskQueue  # noqa: PLC0415
+
+    return LocalTaskQueue(
+        target_url=settings.poll_url,
+        policies={QueueRole.STEPS: STEPS_RETRY, QueueRole.CALLBACKS: callback_retry(settings)},
+        queue_names={
+            QueueRole.STEPS: settings.tasks_queue or "steps",
+            QueueRole.CALLBACKS: settings.callback_queue or "callbacks",
+        },
+        log=log,
+    )
+
+
+def build_service(settings: Settings, log: Log) -> Service:
+    """Wire the real adapters. Raises `Misconfigured` when a backend setting is missing."""
+    settings.require_backend()
+    token = settings.datocms_api_token
+    assert isinstance(token, Secret)  # noqa: S101 (require_backend checked it)
+    return Service(
+        settings=settings,
+        log=log,
+        datocms=DatoCMSClient(
+            base_url=settings.datocms_base_url, token=token, session=requests.Session(), log=log
+        ),
+        queue=build_queue(settings, log),
+        sender=CallbackSender(allow_private=settings.callback_allow_private_networks),
+    )

@@ -1,0 +1,171 @@
+"""`poll_job`: the target of every task the service enqueues.
+
+A task body is opened (signature, then schema) before anything else; a body
+the service did not sign gets `401` and causes no outbound call. Then one step
+runs: a retried DELETE, a poll, a finish, or one callback delivery attempt.
+Answers 2xx when the step is done (including "not final yet, next poll
+scheduled"), non-2xx only when the queue should retry it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import IO
+
+from adapters.datocms import NotSent
+from adapters.log import Log, trace_field
+from core import validation
+from core.datocms import Done, Job
+from core.errors import DatoCMSAuthError, DatoCMSBadResponse, DatoCMSError, TaskRejected
+from core.flow import Action, Finish, after_delete, after_poll
+from core.model import Step, encode
+from core.signing import MAX_TASK_BODY, open_task, webhook_signature
+from core.urlpolicy import parse_callback_url
+from handlers import chain
+from handlers.responses import Reply, error, reply_for
+from handlers.service import Service
+
+
+def handle_http(
+    service: Service, *, method: str, headers: Mapping[str, str], stream: IO[bytes]
+) -> Reply:
+    """Open the task, run its step, answer for the queue. `headers` has lowercase names."""
+    settings = service.settings
+    settings.require("TASK_SIGNING_SECRET")
+    if method != "POST":
+        return error(405, "method_not_allowed", "Only POST is allowed.", headers={"Allow": "POST"})
+    try:
+        step = open_step(stream.read(MAX_TASK_BODY + 1), settings.task_signing_keys)
+    except TaskRejected as rejected:
+        service.log.warning("task rejected", reason=str(rejected))
+        return reply_for(rejected)
+    log = service.log.bind(
+        request_id=step.request_id,
+        upload_id=step.request.upload_id,
+        upload_track_id=step.request.upload_track_id,
+        job_id=step.job_id,
+        task=step.name,
+        **trace_field(headers.get("x-cloud-trace-context"), settings.log_project),
+    )
+    now = service.wall()
+    if step.not_after < now:
+        log.warning("task expired; ignored", step=step.kind)
+        return Reply(200, {"status": "expired"})
+    if service.spent.seen(step.name, now):
+        log.info("task already carried out; ignored", step=step.kind)
+        return Reply(200, {"status": "already_done"})
+    if step.kind == "callback":
+        reply = deliver_callback(service, step, headers, log)
+    else:
+        reply = run_step(service, step, log)
+    if 200 <= reply.status < 300:
+        service.spent.claim(step.name, now)
+    return reply
+
+
+def open_step(body: bytes, keys: tuple[bytes, ...]) -> Step:
+    """The `Step` in a task body, if the service signed it and it has the task schema's shape."""
+    payload = open_task(body, keys)
+    if validation.errors("task", payload):
+        raise TaskRejected("signed task payload does not match the task schema")
+    return Step.from_json(payload)
+
+
+def run_step(service: Service, step: Step, log: Log) -> Reply:
+    """Run a delete, poll or finish step and enqueue what follows."""
+    if step.kind == "finish":
+        assert step.outcome is not None  # noqa: S101 (the task schema requires it)
+        chain.report(service, step, Finish(step.outcome, step.polls), log)
+        return Reply(200, {"status": "finished"})
+    action = _poll(service, step, log) if step.kind == "poll" else _delete(service, step, log)
+    chain.carry_out(service, step, action, log)
+    return Reply(200, {"status": "done", "next": type(action).__name__.lower()})
+
+
+def _delete(service: Service, step: Step, log: Log) -> Action:
+    result: Job | Done | DatoCMSError
+    try:
+        result = service.datocms.delete_track(
+            step.request.upload_id, step.request.upload_track_id, step.environment
+        )
+    except DatoCMSError as failure:
+        _log_failure(log, failure)
+        result = failure
+    return after_delete(step, result, service.wall(), service.policy, service.rand())
+
+
+def _poll(service: Service, step: Step, log: Log) -> Action:
+    assert step.job_id is not None  # noqa: S101 (the task schema requires it)
+    result: Job | Done | DatoCMSError | None
+    try:
+        result = service.datocms.job_result(step.job_id, step.environment)
+    except DatoCMSError as failure:
+        _log_failure(log, failure)
+        result = failure
+    sent = not isinstance(result, NotSent)
+    return after_poll(step, result, service.wall(), service.policy, service.rand(), sent=sent)
+
+
+def _log_failure(log: Log, failure: DatoCMSError) -> None:
+    serious = isinstance(failure, DatoCMSAuthError | DatoCMSBadResponse)
+    (log.error if serious else log.warning)(
+        "DatoCMS call failed; will retry",
+        http_status=failure.http_status,
+        code=failure.code,
+        retry_after=failure.retry_after,
+    )
+
+
+def deliver_callback(service: Service, step: Step, headers: Mapping[str, str], log: Log) -> Reply:
+    """One delivery attempt; the last allowed attempt dead-letters instead of failing."""
+    settings = service.settings
+    settings.require("CALLBACK_SIGNING_SECRET")
+    url = step.request.callback_url
+    assert url is not None and step.callback is not None  # noqa: S101 (schema and chain)
+    attempt = _retry_count(headers) + 1
+    body = encode(step.callback)
+    timestamp = int(service.wall())
+    signed_headers = {
+        "webhook-id": step.request_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": webhook_signature(
+            settings.callback_signing_keys, step.request_id, timestamp, body
+        ),
+        "Content-Type": "application/json",
+    }
+    result = service.sender.deliver(url, body, signed_headers)
+    target = _redacted(url, settings.callback_allow_private_networks)
+    if result.delivered:
+        log.info("callback delivered", attempt=attempt, http_status=result.status, target=target)
+        return Reply(200, {"status": "delivered", "attempt": attempt})
+    last = attempt >= settings.callback_max_attempts or not result.retryable
+    if last:
+        log.error(
+            "callback dead-lettered",
+            attempt=attempt,
+            http_status=result.status,
+            reason=result.reason,
+            target=target,
+            callback=step.callback,
+        )
+        return Reply(200, {"status": "dead_lettered", "attempt": attempt})
+    log.warning(
+        "callback attempt failed; the queue will retry",
+        attempt=attempt,
+        http_status=result.status,
+        reason=result.reason,
+        target=target,
+    )
+    return error(502, "callback_failed", "The callback receiver did not accept the callback.")
+
+
+def _retry_count(headers: Mapping[str, str]) -> int:
+    raw = headers.get("x-cloudtasks-taskretrycount", "0")
+    return int(raw) if raw.isdigit() and len(raw) < 7 else 0
+
+
+def _redacted(url: str, allow_private: bool) -> str:
+    try:
+        return parse_callback_url(url, allow_private=allow_private).redacted
+    except ValueError:
+        return "(invalid)"

@@ -1,0 +1,122 @@
+"""Entry points (one per deployed function): a switchboard, nothing more.
+
+Each entry point gets the process's `Service` (built on the first request, never
+at import), calls one handler, and turns its `Reply` into a response. A missing
+setting answers `500 misconfigured` and logs the variable's name.
+
+    functions-framework --target=delete_track        # HTTP intake
+    functions-framework --target=poll_job            # every task's target
+    functions-framework --target=delete_track_event  # CloudEvent / Pub/Sub intake
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from adapters.log import Log
+from core.errors import Misconfigured
+from core.settings import Settings
+from handlers import intake, steps
+from handlers.responses import Reply, error, reply_for
+from handlers.service import Service, build_service
+
+_LOG = Log()
+_LOCK = threading.Lock()
+_SERVICE: Service | None = None
+
+
+def service() -> Service:
+    """The process's `Service`, built once. Raises `Misconfigured`."""
+    global _SERVICE  # noqa: PLW0603 (one per process, by design)
+    with _LOCK:
+        if _SERVICE is None:
+            _SERVICE = build_service(Settings.from_env(os.environ), _LOG)
+        return _SERVICE
+
+
+def _respond(reply: Reply) -> flask.Response:
+    return flask.Response(
+        json.dumps(reply.body, ensure_ascii=True),
+        status=reply.status,
+        headers=reply.headers,
+        mimetype="application/json",
+    )
+
+
+def _headers(request: flask.Request) -> dict[str, str]:
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
+def _guarded(entry: str, handle: Callable[[Service], Reply]) -> flask.Response:
+    try:
+        return _respond(handle(service()))
+    except Misconfigured as missing:
+        _LOG.error(
+            "misconfigured: " + missing.reason, function=entry, variables=list(missing.variables)
+        )
+        return _respond(reply_for(missing))
+    except Exception as crash:  # the answer must never carry a stack trace
+        _LOG.error("unexpected error", function=entry, **_crash_fields(crash))
+        return _respond(error(500, "internal", "The request could not be processed."))
+
+
+def _crash_fields(crash: BaseException) -> dict[str, Any]:
+    frames = traceback.extract_tb(crash.__traceback__)
+    return {
+        "exception": type(crash).__name__,
+        "frames": [f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}" for frame in frames],
+    }
+
+
+@functions_framework.http
+def delete_track(request: flask.Request) -> flask.Response:
+    """Intake of deletion requests (CMS webhooks, scripts)."""
+    return _guarded(
+        "delete_track",
+        lambda svc: intake.handle_http(
+            svc,
+            method=request.method,
+            headers=_headers(request),
+            content_length=request.content_length,
+            stream=request.stream,
+        ),
+    )
+
+
+@functions_framework.http
+def poll_job(request: flask.Request) -> flask.Response:
+    """Target of every task the service enqueues."""
+    return _guarded(
+        "poll_job",
+        lambda svc: steps.handle_http(
+            svc, method=request.method, headers=_headers(request), stream=request.stream
+        ),
+    )
+
+
+@functions_framework.cloud_event
+def delete_track_event(event: CloudEvent) -> None:
+    """The same intake for Pub/Sub (Eventarc) and other CloudEvent triggers.
+
+    Raises (so the event is redelivered) only for what a retry can fix: a
+    misconfiguration, DatoCMS or the queue being unavailable.
+    """
+    try:
+        svc = service()
+    except Misconfigured as missing:
+        _LOG.error(
+            "misconfigured: " + missing.reason,
+            function="delete_track_event",
+            variables=list(missing.variables),
+        )
+        raise
+    intake.handle_event(svc, event.get("id"), event.get_data())
