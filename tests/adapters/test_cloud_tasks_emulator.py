@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,13 +166,29 @@ def list_tasks(queue: CloudTasksQueue, name: str) -> dict[str, Any]:
     return {task.name: task for task in queue.client.list_tasks(parent=queue_path(name))}
 
 
-def test_emulator_binds_loopback_only(emulator: TasksEmulator) -> None:
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as in /proc/net/tcp*) of the sockets listening on `port`."""
+    found: set[str] = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            address, _, hex_port = fields[1].partition(":")
+            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_emulator_listens_on_loopback_only(emulator: TasksEmulator) -> None:
     host, _, port = emulator.host.partition(":")
 
     with socket.create_connection((host, int(port)), timeout=2):
         pass
 
     assert host == "127.0.0.1"
+    # 127.0.0.1 as IPv4 or IPv4-mapped IPv6 (gRPC's choice); never 0.0.0.0 or [::].
+    addresses = listening_addresses(int(port))
+    assert addresses
+    assert addresses <= {"0100007F", "0000000000000000FFFF00000100007F"}
     assert emulator.queues == tuple(queue_path(q) for q in QUEUES)
 
 

@@ -1,0 +1,71 @@
+"""`make demo`: one deletion, end to end, on the local stack, told as a timeline.
+
+Starts the DatoCMS simulator, a callback receiver that verifies signatures with
+the `standardwebhooks` library, and both functions as real `functions-framework`
+processes; submits one deletion; prints what happened; stops everything.
+Exits 0 when a verified `upload_track.deleted` callback arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from devstack.stack import LocalStack
+
+UPLOAD_ID = "q0VNpiNQSkG6z0lif_O1zg"
+TRACK_ID = "xBe7u01029ipxBLQhYzZCJ1cke01zCkuUsgnYtH0017nNzbpv2YcsoMDmw"
+JOB_SECONDS = 2.5
+
+
+def main() -> int:
+    print("Starting the local stack: DatoCMS simulator, callback receiver, delete_track, poll_job")
+    with LocalStack() as stack:
+        stack.simulator.add_track(
+            UPLOAD_ID, TRACK_ID, name="Italiano", language_code="it-IT", job_seconds=JOB_SECONDS
+        )
+        request = {
+            "upload_id": UPLOAD_ID,
+            "upload_track_id": TRACK_ID,
+            "callback_url": stack.receiver.url,
+            "idempotency_key": "demo-1",
+            "metadata": {"ticket": "SUB-42"},
+        }
+        started = time.monotonic()  # the simulator's and the receiver's clock
+        print(f"\nPOST {stack.intake_url} (job takes {JOB_SECONDS} s in the simulator)")
+        print("  " + json.dumps(request))
+        answer = stack.submit(request)
+        answered = time.monotonic() - started
+        print()
+
+        deliveries = stack.receiver.wait_for(1, timeout=30)
+        for index, record in enumerate(stack.simulator.requests):
+            offset = record.time - started
+            what = {202: "job accepted", 404: "job still running", 200: "job result final"}.get(
+                record.status or 0, "answer"
+            )
+            print(
+                f"  {offset:6.2f} s  DatoCMS {record.method} {record.path} -> {record.status} ({what})"
+            )
+            if index == 0:
+                print(
+                    f"  {answered:6.2f} s  delete_track answered {answer.status_code} {answer.text}"
+                )
+        if not deliveries:
+            print("\nNo verified callback arrived within 30 s.", file=sys.stderr)
+            return 1
+        delivery = deliveries[0]
+        print(
+            f"  {delivery.at - started:6.2f} s  callback received, signature verified by "
+            f"standardwebhooks (webhook-id {delivery.headers['webhook-id']})"
+        )
+        print("\nCallback body:")
+        print("  " + json.dumps(delivery.payload, indent=2).replace("\n", "\n  "))
+        ok = delivery.payload["type"] == "upload_track.deleted"
+        print("\nDemo " + ("succeeded." if ok else "did not end with a deletion."))
+        return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

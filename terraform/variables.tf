@@ -1,0 +1,191 @@
+# Inputs of the deployment. Defaults mirror the code's own defaults
+# (core/settings.py); tests/terraform holds the two against each other.
+
+variable "project_id" {
+  description = "Google Cloud project to deploy into (its ID, not its number)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID: 6 to 30 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, the task queues and the source bucket."
+  type        = string
+  default     = "europe-west1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a Cloud Functions region such as europe-west1 or us-central1."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (functions, queues, secrets, service accounts)."
+  type        = string
+  default     = "track-deleter"
+
+  validation {
+    # Service account IDs are at most 30 characters: prefix + "-runtime" must fit.
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2 to 21 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "datocms_api_token" {
+  description = "DatoCMS Content Management API token (needs permission to edit uploads). Stored in Secret Manager; pass it as TF_VAR_datocms_api_token rather than in a file."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(trimspace(var.datocms_api_token)) > 0
+    error_message = "datocms_api_token must not be empty."
+  }
+}
+
+variable "datocms_base_url" {
+  description = "Base URL of the DatoCMS Content Management API."
+  type        = string
+  default     = "https://site-api.datocms.com"
+
+  validation {
+    condition     = can(regex("^https://[^/]+", var.datocms_base_url))
+    error_message = "datocms_base_url must be an https:// URL."
+  }
+}
+
+variable "datocms_environment" {
+  description = "DatoCMS environment used when a request names none (sent as X-Environment). null targets the primary environment."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.datocms_environment == null || can(regex("^[a-z0-9][a-z0-9-]{0,63}$", var.datocms_environment))
+    error_message = "datocms_environment must be a DatoCMS environment id (lowercase letters, digits, hyphens) or null."
+  }
+}
+
+variable "datocms_requests_per_second" {
+  description = "Dispatch rate of the DatoCMS steps queue (polls and retried DELETEs). DatoCMS allows 60 requests per 3 seconds (20/s) per project; the default leaves 5/s for the intake's own DELETEs and anything else using the project."
+  type        = number
+  default     = 15
+
+  validation {
+    condition     = var.datocms_requests_per_second > 0 && var.datocms_requests_per_second <= 20
+    error_message = "datocms_requests_per_second must be above 0 and at most 20 (DatoCMS: 60 requests per 3 seconds)."
+  }
+}
+
+variable "poll_initial_delay_seconds" {
+  description = "Delay before the first poll of a DatoCMS job (POLL_INITIAL_DELAY_SECONDS)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.poll_initial_delay_seconds >= 0
+    error_message = "poll_initial_delay_seconds must not be negative."
+  }
+}
+
+variable "poll_max_delay_seconds" {
+  description = "Cap on the delay between two polls (POLL_MAX_DELAY_SECONDS)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.poll_max_delay_seconds >= var.poll_initial_delay_seconds && var.poll_max_delay_seconds > 0
+    error_message = "poll_max_delay_seconds must be positive and at least poll_initial_delay_seconds."
+  }
+}
+
+variable "poll_timeout_seconds" {
+  description = "Give up polling and send a timed_out callback after this long (POLL_TIMEOUT_SECONDS)."
+  type        = number
+  default     = 900
+
+  validation {
+    # Cloud Tasks schedules at most 30 days ahead.
+    condition     = var.poll_timeout_seconds > 0 && var.poll_timeout_seconds <= 2592000
+    error_message = "poll_timeout_seconds must be between 1 second and 30 days."
+  }
+}
+
+variable "callback_max_attempts" {
+  description = "Callback delivery attempts, the first included, before the callback is dead-lettered. Sets both the callbacks queue's max_attempts and CALLBACK_MAX_ATTEMPTS."
+  type        = number
+  default     = 12
+
+  validation {
+    condition     = var.callback_max_attempts >= 1 && var.callback_max_attempts <= 100 && floor(var.callback_max_attempts) == var.callback_max_attempts
+    error_message = "callback_max_attempts must be a whole number from 1 to 100."
+  }
+}
+
+variable "callback_retry_min_seconds" {
+  description = "Shortest wait between two callback attempts. Sets both the callbacks queue's min_backoff and CALLBACK_RETRY_MIN_SECONDS."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.callback_retry_min_seconds >= 1 && floor(var.callback_retry_min_seconds) == var.callback_retry_min_seconds
+    error_message = "callback_retry_min_seconds must be a whole number of seconds, at least 1."
+  }
+}
+
+variable "callback_retry_max_seconds" {
+  description = "Longest wait between two callback attempts. Sets both the callbacks queue's max_backoff and CALLBACK_RETRY_MAX_SECONDS."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.callback_retry_max_seconds >= var.callback_retry_min_seconds && floor(var.callback_retry_max_seconds) == var.callback_retry_max_seconds
+    error_message = "callback_retry_max_seconds must be a whole number of seconds, at least callback_retry_min_seconds."
+  }
+}
+
+variable "task_signing_key_ids" {
+  description = "Generations of the key that signs task bodies (TASK_SIGNING_SECRET). The first signs, all verify. Rotate by prepending a new id, then dropping the old one once its tasks are done (docs/DEPLOY.md)."
+  type        = list(string)
+  default     = ["1"]
+
+  validation {
+    condition     = length(var.task_signing_key_ids) > 0 && length(distinct(var.task_signing_key_ids)) == length(var.task_signing_key_ids) && alltrue([for id in var.task_signing_key_ids : can(regex("^[a-z0-9-]{1,20}$", id))])
+    error_message = "task_signing_key_ids must be a non-empty list of distinct ids made of lowercase letters, digits and hyphens."
+  }
+}
+
+variable "callback_signing_key_ids" {
+  description = "Generations of the Standard Webhooks secret that signs callbacks (CALLBACK_SIGNING_SECRET). The service signs with every listed key, so receivers holding either secret verify during a rotation (docs/DEPLOY.md)."
+  type        = list(string)
+  default     = ["1"]
+
+  validation {
+    condition     = length(var.callback_signing_key_ids) > 0 && length(distinct(var.callback_signing_key_ids)) == length(var.callback_signing_key_ids) && alltrue([for id in var.callback_signing_key_ids : can(regex("^[a-z0-9-]{1,20}$", id))])
+    error_message = "callback_signing_key_ids must be a non-empty list of distinct ids made of lowercase letters, digits and hyphens."
+  }
+}
+
+variable "enable_event_intake" {
+  description = "Deploy delete_track_event with a Pub/Sub topic and its Eventarc trigger, for requests published as messages."
+  type        = bool
+  default     = true
+}
+
+variable "build_service_account" {
+  description = "Full resource name (projects/PROJECT/serviceAccounts/EMAIL) of the account Cloud Build uses to build the functions. null keeps the project's default build account."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.build_service_account == null || can(regex("^projects/[^/]+/serviceAccounts/[^/]+@[^/]+$", var.build_service_account))
+    error_message = "build_service_account must look like projects/PROJECT/serviceAccounts/EMAIL, or be null."
+  }
+}
+
+variable "source_root" {
+  description = "Directory holding main.py, requirements.txt and the packages to deploy. null means the repository root (the parent of this module)."
+  type        = string
+  default     = null
+}
