@@ -364,13 +364,14 @@ class DatoCMSSimulator:
         port: int = 0,
         verbose: bool = False,
     ) -> None:
-        self._check_environments(primary_environment, sandbox_environments)
+        sandboxes = frozenset(sandbox_environments)
+        self._check_environments(primary_environment, sandboxes)
         if missing_track_mode not in ("sync_404", "job_404"):
             raise ValueError(f"unknown missing_track_mode {missing_track_mode!r}")
         self.api_token = api_token
         self.read_only_tokens = frozenset(read_only_tokens)
         self.primary_environment = primary_environment
-        self.sandbox_environments = frozenset(sandbox_environments)
+        self.sandbox_environments = sandboxes
         self.default_job_seconds = default_job_seconds
         self.missing_track_mode: MissingTrackMode = missing_track_mode
         self.verbose = verbose
@@ -392,11 +393,11 @@ class DatoCMSSimulator:
         self._thread: threading.Thread | None = None
 
     @staticmethod
-    def _check_environments(primary: str, sandboxes: Iterable[str]) -> None:
+    def _check_environments(primary: str, sandboxes: frozenset[str]) -> None:
         for env in (primary, *sandboxes):
             if not ENVIRONMENT_ID.fullmatch(env):
                 raise ValueError(f"invalid environment id {env!r}")
-        if primary in set(sandboxes):
+        if primary in sandboxes:
             raise ValueError("the primary environment cannot also be a sandbox")
 
     # ----------------------------------------------------------------------- lifecycle

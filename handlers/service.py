@@ -10,11 +10,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import requests
 
-from adapters.callback_sender import CallbackSender
+from adapters.callback_sender import CallbackSender, DeliveryResult
 from adapters.datocms import DatoCMSClient
 from adapters.log import Log
 from adapters.tasks import QueueRole, RetryPolicy, TaskQueue
@@ -36,6 +38,12 @@ def callback_retry(settings: Settings) -> RetryPolicy:
     )
 
 
+class Sender(Protocol):
+    """Delivers one signed callback (`adapters.callback_sender.CallbackSender`)."""
+
+    def deliver(self, url: str, body: bytes, headers: Mapping[str, str]) -> DeliveryResult: ...
+
+
 @dataclass
 class Service:
     """Everything a handler needs; built once per process."""
@@ -44,7 +52,7 @@ class Service:
     log: Log
     datocms: DatoCMSClient
     queue: TaskQueue
-    sender: CallbackSender
+    sender: Sender
     wall: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
     claims: RecentKeys = field(default_factory=lambda: RecentKeys(DEDUP_SECONDS))

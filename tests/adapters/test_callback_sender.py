@@ -83,7 +83,7 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         return _real_connect_ex(sock, address)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket, "gethostbyname", lambda host: refused.append(host))
+    monkeypatch.setattr(socket, "gethostbyname", refused.append)
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     yield refused
@@ -481,15 +481,17 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http" if tls is None else "https"
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
-        scheme = "http" if self.server.socket.__class__ is socket.socket else "https"
-        return f"{scheme}://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def close(self) -> None:
         self.release.set()
@@ -566,9 +568,7 @@ def test_redirect_is_not_followed(serve: Callable[..., Receiver]) -> None:
 
     result = loopback_sender().deliver(redirecting.url(), BODY, SIGNED_HEADERS)
 
-    assert result == DeliveryResult(
-        False, 302, "redirect not followed (HTTP 302)", retryable=True
-    )
+    assert result == DeliveryResult(False, 302, "redirect not followed (HTTP 302)", retryable=True)
     assert len(redirecting.requests) == 1
     assert target.requests == []
 

@@ -1,0 +1,137 @@
+"""Shared fixtures: fresh secrets, settings from a mapping, and a `Service` with fakes."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from adapters.callback_sender import DeliveryResult
+from adapters.datocms import DatoCMSClient
+from adapters.log import Log
+from adapters.tasks import Task
+from core.settings import Settings
+from devstack.datocms_simulator import DatoCMSSimulator
+from devstack.stack import Secrets
+from handlers.service import Service
+
+import requests
+
+
+@dataclass
+class RecordingQueue:
+    """A `TaskQueue` that records what it was asked to enqueue and de-duplicates names."""
+
+    enqueued: list[tuple[Task, float, str]] = field(default_factory=list)
+    names: set[tuple[str, str]] = field(default_factory=set)
+    fail_with: Exception | None = None
+
+    def enqueue(self, task: Task, *, delay: float, name: str) -> bool:
+        if self.fail_with is not None:
+            raise self.fail_with
+        key = (task.role.value, name)
+        if key in self.names:
+            return False
+        self.names.add(key)
+        self.enqueued.append((task, delay, name))
+        return True
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(task.body)["payload"] for task, _, _ in self.enqueued]
+
+
+@dataclass
+class RecordingSender:
+    """A callback sender that records deliveries and answers from a script."""
+
+    answers: list[DeliveryResult] = field(default_factory=list)
+    sent: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
+
+    def deliver(self, url: str, body: bytes, headers: Mapping[str, str]) -> DeliveryResult:
+        self.sent.append((url, body, dict(headers)))
+        if self.answers:
+            return self.answers.pop(0)
+        return DeliveryResult(delivered=True, status=204, reason="delivered", retryable=False)
+
+
+class LogCapture(io.StringIO):
+    """A stream for `Log` that parses what was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.getvalue().splitlines() if line]
+
+
+@pytest.fixture
+def secrets() -> Secrets:
+    return Secrets()
+
+
+@pytest.fixture
+def simulator(secrets: Secrets) -> Iterator[DatoCMSSimulator]:
+    with DatoCMSSimulator(api_token=secrets.datocms_token) as sim:
+        yield sim
+
+
+def base_env(secrets: Secrets, datocms_url: str) -> dict[str, str]:
+    return {
+        "DATOCMS_API_TOKEN": secrets.datocms_token,
+        "DATOCMS_BASE_URL": datocms_url,
+        "INTAKE_TOKEN": secrets.intake_token,
+        "TASK_SIGNING_SECRET": secrets.task_secret,
+        "CALLBACK_SIGNING_SECRET": secrets.callback_secret,
+        "CALLBACK_MAX_ATTEMPTS": "3",
+    }
+
+
+@dataclass
+class Harness:
+    """A `Service` wired to the simulator, with recording fakes for the queue and sender."""
+
+    service: Service
+    queue: RecordingQueue
+    sender: RecordingSender
+    logs: LogCapture
+    clock: list[float]
+
+
+@pytest.fixture
+def make_harness(
+    secrets: Secrets, simulator: DatoCMSSimulator
+) -> Callable[..., Harness]:
+    def make(**overrides: str) -> Harness:
+        env = base_env(secrets, simulator.base_url)
+        env.update(overrides)
+        settings = Settings.from_env(env)
+        logs = LogCapture()
+        log = Log(logs)
+        queue = RecordingQueue()
+        sender = RecordingSender()
+        clock = [1_800_000_000.0]
+        token = settings.datocms_api_token
+        assert token is not None
+        service = Service(
+            settings=settings,
+            log=log,
+            datocms=DatoCMSClient(
+                base_url=settings.datocms_base_url,
+                token=token,
+                session=requests.Session(),
+                log=log,
+            ),
+            queue=queue,
+            sender=sender,
+            wall=lambda: clock[0],
+            rand=lambda: 0.5,
+        )
+        return Harness(service, queue, sender, logs, clock)
+
+    return make
