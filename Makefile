@@ -7,11 +7,11 @@ export PYTHONPATH := $(CURDIR)
 
 .PHONY: demo test lint types unit terraform bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-emulator.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	# The emulator pins an old protobuf; it runs fine with the current one (see docs).
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps gcloud-tasks-emulator==0.6.2
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+		-r requirements-emulator.txt
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -45,9 +45,8 @@ def main() -> int:
             what = {202: "job accepted", 404: "job still running", 200: "job result final"}.get(
                 record.status or 0, "answer"
             )
-            print(
-                f"  {offset:6.2f} s  DatoCMS {record.method} {record.path} -> {record.status} ({what})"
-            )
+            call = f"{record.method} {record.path} -> {record.status}"
+            print(f"  {offset:6.2f} s  DatoCMS {call} ({what})")
             if index == 0:
                 print(
                     f"  {answered:6.2f} s  delete_track answered {answer.status_code} {answer.text}"

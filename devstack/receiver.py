@@ -75,7 +75,9 @@ class CallbackReceiver:
             verified = False
         with self._lock:
             status = self._failures.pop(0) if self._failures else (204 if verified else 400)
-            self.deliveries.append(Delivery(path, headers, body, verified, status, time.monotonic()))
+            self.deliveries.append(
+                Delivery(path, headers, body, verified, status, time.monotonic())
+            )
             self._lock.notify_all()
         return status
 
@@ -94,7 +96,7 @@ class CallbackReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)

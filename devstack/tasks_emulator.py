@@ -11,8 +11,9 @@ is both halves of a small wrapper around it:
   (child side): reuses the emulator's in-memory state, gRPC servicer and
   dispatcher, but builds its own gRPC server bound to 127.0.0.1 (port 0 = a free
   port chosen by the OS, so there is no race for it), then prints
-  `tasks-emulator-port=PORT` on stdout. It exits on SIGTERM, or when its stdin
-  closes, so it never outlives a parent that died without stopping it.
+  `tasks-emulator-port=PORT` on stdout. It exits on SIGTERM or SIGINT; started
+  by `TasksEmulator` (`--exit-on-stdin-eof`) also when its stdin closes, so it
+  never outlives a parent that died without stopping it.
 
 What the emulator does (observed): keeps queues and tasks in memory; dispatches
 HTTP target tasks to `http_request.url` once `schedule_time` has passed (its
@@ -131,6 +132,7 @@ class TasksEmulator:
             str(self.max_retries),
             "--log-level",
             self.log_level,
+            "--exit-on-stdin-eof",
         ]
         for path in self.queues:
             command += ["--queue", path]
@@ -202,8 +204,15 @@ class TasksEmulator:
 # --- child side: runs inside the emulator's process ------------------------------------
 
 
-def _serve(queues: Sequence[str], *, port: int, max_retries: int, ready_stream: IO[str]) -> None:
-    """Serve the emulator on 127.0.0.1:`port` until SIGTERM or end of stdin."""
+def _serve(
+    queues: Sequence[str],
+    *,
+    port: int,
+    max_retries: int,
+    ready_stream: IO[str],
+    exit_on_stdin_eof: bool,
+) -> None:
+    """Serve the emulator on 127.0.0.1:`port` until SIGTERM/SIGINT (or end of stdin)."""
     # Imported here: only the child process needs the emulator (and its imports).
     emulator = importlib.import_module("gcloud_tasks_emulator.server")
     grpc = importlib.import_module("grpc")
@@ -243,7 +252,8 @@ def _serve(queues: Sequence[str], *, port: int, max_retries: int, ready_stream: 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    threading.Thread(target=watch_stdin, daemon=True).start()
+    if exit_on_stdin_eof:
+        threading.Thread(target=watch_stdin, daemon=True).start()
 
     print(f"{_READY_PREFIX}{bound}", file=ready_stream, flush=True)
     logging.getLogger("gcloud-tasks-emulator").info(
@@ -270,6 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--max-retries", type=int, default=-1, help="retries of a failing task (-1: forever)"
     )
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="stop when stdin closes (set by TasksEmulator: the child dies with its parent)",
+    )
     args = parser.parse_args(argv)
     try:
         queues = _check_queue_paths(args.queue)
@@ -280,7 +295,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="tasks-emulator %(levelname)s %(message)s",
     )
-    _serve(queues, port=args.port, max_retries=args.max_retries, ready_stream=sys.stdout)
+    _serve(
+        queues,
+        port=args.port,
+        max_retries=args.max_retries,
+        ready_stream=sys.stdout,
+        exit_on_stdin_eof=args.exit_on_stdin_eof,
+    )
     return 0
 
 

@@ -138,6 +138,8 @@ def answer(service: Service, request: DeletionRequest, log: Log) -> Reply:
     request_id = request.request_id(service.settings.datocms_environment)
     try:
         done = submit(service, request, log)
+    except Misconfigured:
+        raise  # main.py logs which variable is missing, and answers 500
     except ServiceError as failure:
         return reply_for(failure, request_id=request_id)
     body: dict[str, Any] = {"request_id": done.request_id, "status": done.status}

@@ -37,7 +37,6 @@ locals {
 }
 
 resource "google_secret_manager_secret" "service" {
-  # checkov:skip=CKV_GCP_128: Google-managed encryption; a customer-managed key would add a KMS key ring this small service does not otherwise need
   for_each = toset(local.secret_names)
 
   secret_id = "${var.name_prefix}-${lower(replace(each.key, "_", "-"))}"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import requests
 
 from adapters.callback_sender import DeliveryResult
 from adapters.datocms import DatoCMSClient
@@ -19,8 +20,6 @@ from core.settings import Settings
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import Secrets
 from handlers.service import Service
-
-import requests
 
 
 @dataclass
@@ -104,9 +103,7 @@ class Harness:
 
 
 @pytest.fixture
-def make_harness(
-    secrets: Secrets, simulator: DatoCMSSimulator
-) -> Callable[..., Harness]:
+def make_harness(secrets: Secrets, simulator: DatoCMSSimulator) -> Callable[..., Harness]:
     def make(**overrides: str) -> Harness:
         env = base_env(secrets, simulator.base_url)
         env.update(overrides)
