@@ -92,7 +92,8 @@ def after_poll(
     polls = current.polls + (1 if sent else 0)
     if result is None:
         pending = current.next("poll", polls=polls, failures=0)
-        return _later(pending, policy.delay_after(polls, rand), now, policy, polls)
+        delay = policy.delay_after(polls, rand, elapsed=now - current.accepted_at)
+        return _later(pending, delay, now, policy, polls)
     if isinstance(result, Job):
         follow = current.next("poll", polls=polls, job_id=result.id, failures=0)
         return _later(follow, policy.initial, now, policy, polls)

@@ -8,7 +8,12 @@ back off exponentially, never sooner than the wait DatoCMS announced.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+#: Learned knowledge: given the seconds since the deletion was accepted and the
+#: polls made so far, the next delay, or None to fall back on the fixed schedule.
+Planner = Callable[[float, int], float | None]
 
 
 @dataclass(frozen=True)
@@ -20,9 +25,15 @@ class PollPolicy:
     timeout: float
     growth: float = 1.5
     jitter: float = 0.1
+    planner: Planner | None = None
 
-    def delay_after(self, polls: int, rand: float) -> float:
-        """Seconds to wait before the next poll, after `polls` answers saying "pending"."""
+    def delay_after(self, polls: int, rand: float, *, elapsed: float = 0.0) -> float:
+        """Seconds to wait before the next poll, after `polls` answers saying "pending",
+        `elapsed` seconds after the deletion was accepted."""
+        if self.planner is not None:
+            planned = self.planner(elapsed, polls)
+            if planned is not None:
+                return min(max(planned, 0.0), self.maximum)
         base = min(self.initial * self.growth ** max(polls - 1, 0), self.maximum)
         return self._spread(base, rand)
 

@@ -24,13 +24,14 @@ locals {
     max_doublings = 16
   }
 
-  # The steps queue: the code schedules its own polls; these retries only cover
-  # a crashed or unreachable poll_job.
+  # The steps queue: the code schedules its own polls and ends them at
+  # POLL_TIMEOUT_SECONDS; these retries only cover a crashed or unreachable
+  # poll_job. The same policy as the local queue's (handlers.service.STEPS_RETRY).
   steps_retry = {
-    max_attempts        = 5
+    max_attempts        = -1
     min_backoff_seconds = 1
     max_backoff_seconds = 60
-    max_doublings       = 4
+    max_doublings       = 6
   }
 
   queue_concurrency = {
