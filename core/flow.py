@@ -67,7 +67,8 @@ def after_delete(
     """What follows a DELETE: poll its job, finish, or try the DELETE again."""
     if isinstance(result, Job):
         first_poll = current.next("poll", job_id=result.id, failures=0)
-        return _later(first_poll, policy.initial, now, policy, current.polls)
+        delay = policy.delay_after(0, rand, elapsed=now - current.accepted_at)
+        return _later(first_poll, delay, now, policy, current.polls)
     if isinstance(result, Done):
         return Finish(outcome_of(result, None), current.polls)
     if isinstance(result, DatoCMSRefused):
