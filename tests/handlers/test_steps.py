@@ -1,0 +1,229 @@
+"""`poll_job`'s handler: each step kind, callbacks, retries and dead letters."""
+
+from __future__ import annotations
+
+import io
+import time
+import json
+from collections.abc import Callable
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from adapters.callback_sender import DeliveryResult
+from core.model import DeletionRequest, Outcome, Step
+from core.signing import seal_task
+from devstack.datocms_simulator import DatoCMSSimulator
+from devstack.stack import Secrets
+from handlers import chain, steps
+from handlers.responses import Reply
+from tests.conftest import Harness
+
+UPLOAD, TRACK = "q0VNpiNQSkG6z0lif_O1zg", "track1"
+FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500", retryable=True)
+
+
+def make_step(harness: Harness, kind: str = "poll", **changes: object) -> Step:
+    request = DeletionRequest(
+        UPLOAD, TRACK, callback_url="https://hooks.example.com/done", metadata={"t": 1}
+    )
+    now = harness.clock[0]
+    fields: dict[str, object] = {
+        "kind": kind,
+        "request_id": request.request_id(None),
+        "request": request,
+        "environment": None,
+        "accepted_at": now,
+        "number": 1,
+        "not_after": chain.step_not_after(now, harness.service),
+    }
+    fields.update(changes)
+    return Step(**fields)  # type: ignore[arg-type]
+
+
+def deliver(harness: Harness, step: Step, *, retry_count: int = 0) -> Reply:
+    body = seal_task(step.to_json(), harness.service.settings.task_signing_keys[0])
+    return steps.handle_http(
+        harness.service,
+        method="POST",
+        headers={"x-cloudtasks-taskretrycount": str(retry_count)},
+        stream=io.BytesIO(body),
+    )
+
+
+def callback_step(harness: Harness) -> Step:
+    harness.service.queue = harness.queue
+    chain.report(
+        harness.service,
+        make_step(harness, job_id="j"),
+        chain.Finish(Outcome("deleted", job_id="j"), 3),
+        harness.service.log,
+    )
+    [payload] = harness.queue.payloads()
+    return Step.from_json(payload)
+
+
+@pytest.fixture
+def harness(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness()
+
+
+def test_poll_of_a_running_job_schedules_the_next_poll_and_answers_200(
+    harness: Harness, simulator: DatoCMSSimulator
+) -> None:
+    simulator.add_track(UPLOAD, TRACK, job_seconds=60)
+    job_id = simulator_job(simulator, harness)
+    reply = deliver(harness, make_step(harness, job_id=job_id))
+    assert reply.status == 200
+    [payload] = harness.queue.payloads()
+    assert payload["kind"] == "poll" and payload["polls"] == 1 and payload["number"] == 2
+
+
+def simulator_job(simulator: DatoCMSSimulator, harness: Harness) -> str:
+    result = harness.service.datocms.delete_track(UPLOAD, TRACK, None)
+    return result.id  # type: ignore[union-attr]
+
+
+def test_poll_of_a_finished_job_queues_one_callback(
+    harness: Harness, simulator: DatoCMSSimulator
+) -> None:
+    simulator.add_track(UPLOAD, TRACK, job_seconds=0)
+    job_id = simulator_job(simulator, harness)
+    assert deliver(harness, make_step(harness, job_id=job_id, polls=4)).status == 200
+    [(task, delay, name)] = harness.queue.enqueued
+    payload = json.loads(task.body)["payload"]
+    assert task.role.value == "callbacks" and delay == 0 and name.endswith("-cb")
+    assert payload["callback"]["type"] == "upload_track.deleted"
+    assert payload["callback"]["data"]["polls"] == 5
+    assert payload["callback"]["data"]["track"]["name"] == "Italiano"
+
+
+def test_poll_of_a_failed_job_reports_the_datocms_code(
+    harness: Harness, simulator: DatoCMSSimulator
+) -> None:
+    simulator.add_track(UPLOAD, TRACK, job_seconds=0, outcome=(422, "NOT_A_VIDEO"))
+    job_id = simulator_job(simulator, harness)
+    deliver(harness, make_step(harness, job_id=job_id))
+    callback = harness.queue.payloads()[0]["callback"]
+    assert callback["type"] == "upload_track.deletion_failed"
+    assert callback["data"]["error"]["code"] == "NOT_A_VIDEO"
+    assert callback["data"]["error"]["http_status"] == 422
+
+
+def test_poll_past_the_deadline_reports_timed_out(
+    harness: Harness, simulator: DatoCMSSimulator
+) -> None:
+    simulator.add_track(UPLOAD, TRACK, job_seconds=600)
+    job_id = simulator_job(simulator, harness)
+    step = make_step(harness, job_id=job_id, accepted_at=harness.clock[0] - 901)
+    deliver(harness, step)
+    assert harness.queue.payloads()[0]["callback"]["type"] == "upload_track.deletion_timed_out"
+
+
+def test_poll_during_a_datocms_outage_reschedules_instead_of_failing(
+    harness: Harness, simulator: DatoCMSSimulator
+) -> None:
+    simulator.inject("html_502")
+    reply = deliver(harness, make_step(harness, job_id="abc"))
+    assert reply.status == 200
+    [payload] = harness.queue.payloads()
+    assert payload["kind"] == "poll" and payload["failures"] == 1
+
+
+def test_retried_delete_step_starts_polling(harness: Harness, simulator: DatoCMSSimulator) -> None:
+    simulator.add_track(UPLOAD, TRACK, job_seconds=5)
+    assert deliver(harness, make_step(harness, "delete")).status == 200
+    [payload] = harness.queue.payloads()
+    assert payload["kind"] == "poll" and payload["job_id"]
+
+
+def test_queue_outage_during_a_step_answers_503_so_the_task_is_retried(
+    harness: Harness, simulator: DatoCMSSimulator
+) -> None:
+    from core.errors import QueueUnavailable
+
+    simulator.add_track(UPLOAD, TRACK, job_seconds=5)
+    harness.queue.fail_with = QueueUnavailable("down")
+    with pytest.raises(QueueUnavailable):
+        deliver(harness, make_step(harness, "delete"))
+
+
+def test_finish_step_queues_the_callback_once(harness: Harness) -> None:
+    finish = make_step(harness, "finish", outcome=Outcome("not_found"))
+    assert deliver(harness, finish).status == 200
+    assert harness.queue.payloads()[0]["callback"]["type"] == "upload_track.already_deleted"
+    deliver(harness, finish.next("finish", outcome=Outcome("not_found")))
+    assert len(harness.queue.enqueued) == 1
+
+
+def test_callback_is_signed_per_standard_webhooks(harness: Harness, secrets: Secrets) -> None:
+    harness.clock[0] = time.time()  # receivers check the timestamp against their own clock
+    step = callback_step(harness)
+    assert deliver(harness, step).status == 200
+    [(url, body, headers)] = harness.sender.sent
+    assert url == "https://hooks.example.com/done"
+    assert headers["webhook-id"] == step.request_id
+    assert headers["Content-Type"] == "application/json"
+    payload = Webhook(secrets.callback_secret).verify(body, headers)
+    assert payload["data"]["metadata"] == {"t": 1}
+
+
+def test_failed_callback_answers_non_2xx_so_the_queue_retries(harness: Harness) -> None:
+    step = callback_step(harness)
+    harness.sender.answers = [FAILED]
+    reply = deliver(harness, step, retry_count=0)
+    assert reply.status == 502
+    assert reply.body["error"]["code"] == "callback_failed"
+
+
+def test_retries_keep_the_webhook_id_and_sign_afresh(harness: Harness) -> None:
+    step = callback_step(harness)
+    harness.sender.answers = [FAILED]
+    deliver(harness, step, retry_count=0)
+    harness.clock[0] += 7
+    deliver(harness, step, retry_count=1)
+    first, second = (headers for _, _, headers in harness.sender.sent)
+    assert first["webhook-id"] == second["webhook-id"]
+    assert int(second["webhook-timestamp"]) == int(first["webhook-timestamp"]) + 7
+    assert first["webhook-signature"] != second["webhook-signature"]
+
+
+def test_last_attempt_dead_letters_with_the_whole_body_and_answers_200(harness: Harness) -> None:
+    step = callback_step(harness)
+    harness.sender.answers = [FAILED]
+    reply = deliver(harness, step, retry_count=2)  # CALLBACK_MAX_ATTEMPTS=3: this is the third
+    assert reply.status == 200 and reply.body["status"] == "dead_lettered"
+    [entry] = [e for e in harness.logs.entries() if e["message"] == "callback dead-lettered"]
+    assert entry["severity"] == "ERROR"
+    assert entry["callback"] == step.callback
+    assert entry["target"] == "https://hooks.example.com"
+    assert "/done" not in json.dumps(entry)
+
+
+def test_a_receiver_answering_410_is_not_retried(harness: Harness) -> None:
+    step = callback_step(harness)
+    harness.sender.answers = [
+        DeliveryResult(delivered=False, status=410, reason="gone", retryable=False)
+    ]
+    assert deliver(harness, step).body["status"] == "dead_lettered"
+
+
+def test_callback_without_a_signing_secret_is_misconfigured(
+    make_harness: Callable[..., Harness],
+) -> None:
+    from core.errors import Misconfigured
+
+    signing = make_harness()
+    step = callback_step(signing)
+    unsigned = make_harness(
+        CALLBACK_SIGNING_SECRET="",
+        TASK_SIGNING_SECRET=signing.service.settings.task_signing_keys[0].decode(),
+    )
+    with pytest.raises(Misconfigured):
+        deliver(unsigned, step)
+    assert unsigned.sender.sent == []
+
+
+def test_methods_other_than_post_get_405(harness: Harness) -> None:
+    reply = steps.handle_http(harness.service, method="GET", headers={}, stream=io.BytesIO(b""))
+    assert reply.status == 405
