@@ -67,6 +67,24 @@ class CallbackReceiver:
                 self._lock.wait(max(0.0, deadline - time.monotonic()))
             return self.accepted()
 
+    def for_id(self, webhook_id: str) -> list[Delivery]:
+        """Every delivery attempt of one message (verified or not)."""
+        with self._lock:
+            return [d for d in self.deliveries if d.headers.get("webhook-id") == webhook_id]
+
+    def wait_for_id(self, webhook_id: str, timeout: float) -> Delivery | None:
+        """The accepted delivery of message `webhook_id`, waiting up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for delivery in self.accepted():
+                    if delivery.headers.get("webhook-id") == webhook_id:
+                        return delivery
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._lock.wait(remaining)
+
     def _receive(self, path: str, headers: dict[str, str], body: bytes) -> int:
         try:
             self._webhook.verify(body, headers)

@@ -53,7 +53,7 @@ locals {
     POLL_INITIAL_DELAY_SECONDS      = var.poll_initial_delay_seconds
     POLL_MAX_DELAY_SECONDS          = var.poll_max_delay_seconds
     POLL_TIMEOUT_SECONDS            = var.poll_timeout_seconds
-    CALLBACK_MAX_ATTEMPTS           = local.callback_retry.max_attempts
+    CALLBACK_MAX_ATTEMPTS           = 12
     CALLBACK_RETRY_MIN_SECONDS      = local.callback_retry.min_backoff_seconds
     CALLBACK_RETRY_MAX_SECONDS      = local.callback_retry.max_backoff_seconds
     CALLBACK_ALLOW_PRIVATE_NETWORKS = "false"

@@ -1,0 +1,374 @@
+"""The whole pipeline on the Cloud Tasks emulator: `delete_track` and `poll_job` as real
+`functions-framework` processes with `TASKS_BACKEND=cloudtasks`, the DatoCMS simulator and
+a callback receiver that verifies with `standardwebhooks`.
+
+The emulator dispatches every task (steps and callbacks) to `POLL_URL`, retries a non-2xx
+about every 0.1 s, and does not de-duplicate task names: what keeps each request to one
+DELETE and one accepted callback here is the service itself.
+
+Reading tasks back from the emulator (names, schedule times, headers, OIDC) is covered by
+`tests/adapters/test_cloud_tasks_emulator.py`; here the emulator is only paused, resumed
+and, once, fed a duplicate of a task the service created.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from adapters.cloud_tasks import CloudTasksQueue
+from devstack.receiver import CallbackReceiver, Delivery
+from devstack.stack import FunctionProcess, LocalStack
+from devstack.tasks_emulator import TasksEmulator
+
+PROJECT = "P"
+LOCATION = "L"
+STEPS = "steps"
+CALLBACKS = "callbacks"
+INVOKER = "invoker@P.iam.gserviceaccount.com"
+WAIT = 15.0  # upper bound for a whole request; one takes about 1 s here
+QUIET = 1.0  # ten emulator dispatch rounds: long enough for a redelivery to show up
+
+T = TypeVar("T")
+
+
+def queue_path(queue: str) -> str:
+    return f"projects/{PROJECT}/locations/{LOCATION}/queues/{queue}"
+
+
+def cloud_tasks_env(emulator: TasksEmulator, **extra: str) -> dict[str, str]:
+    """What the functions get on top of `LocalStack.environment` (which sets `POLL_URL`)."""
+    return {
+        "TASKS_BACKEND": "cloudtasks",
+        "CLOUD_TASKS_EMULATOR_HOST": emulator.host,
+        "TASKS_PROJECT": PROJECT,
+        "TASKS_LOCATION": LOCATION,
+        "TASKS_QUEUE": STEPS,
+        "CALLBACK_QUEUE": CALLBACKS,
+        "TASKS_SERVICE_ACCOUNT": INVOKER,
+        "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
+        "POLL_INITIAL_DELAY_SECONDS": "0.2",
+        "POLL_MAX_DELAY_SECONDS": "0.4",
+        **extra,
+    }
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
+    """Poll `probe` every 50 ms until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def stays_unchanged(probe: Callable[[], Any], seconds: float = QUIET) -> Any:
+    """Watch `probe` for `seconds`; return its value, failing as soon as it changes."""
+    before = probe()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = probe()
+        assert now == before, f"changed during the quiet window: {before!r} -> {now!r}"
+    return before
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def new_track(stack: LocalStack, *, job_seconds: float = 0.3) -> tuple[str, str]:
+    """A fresh track in the simulator's primary environment."""
+    upload_id = "up-" + secrets.token_hex(6)
+    track_id = "tr-" + secrets.token_hex(8)
+    stack.simulator.add_track(upload_id, track_id, job_seconds=job_seconds)
+    return upload_id, track_id
+
+
+def deletion(stack: LocalStack, upload_id: str, track_id: str) -> dict[str, Any]:
+    return {
+        "upload_id": upload_id,
+        "upload_track_id": track_id,
+        "callback_url": stack.receiver.url,
+        "idempotency_key": "e2e-" + secrets.token_hex(8),
+        "metadata": {"ticket": "SUB-42"},
+    }
+
+
+def submit_pending(stack: LocalStack, request: dict[str, Any]) -> str:
+    """Submit; assert `202 pending`; return the request id."""
+    answer = stack.submit(request)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["status"] == "pending"
+    assert body["job_id"]
+    request_id: str = body["request_id"]
+    return request_id
+
+
+def deliveries_for(receiver: CallbackReceiver, request_id: str) -> list[Delivery]:
+    """Every attempt the receiver got for `request_id`, accepted or not."""
+    return [d for d in list(receiver.deliveries) if d.headers.get("webhook-id") == request_id]
+
+
+def accepted_for(receiver: CallbackReceiver, request_id: str) -> list[Delivery]:
+    return [d for d in receiver.accepted() if d.headers.get("webhook-id") == request_id]
+
+
+def logs_for(function: FunctionProcess, request_id: str) -> list[dict[str, Any]]:
+    return [entry for entry in function.logs() if entry.get("request_id") == request_id]
+
+
+def delete_path(upload_id: str, track_id: str) -> str:
+    return f"/uploads/{upload_id}/tracks/{track_id}"
+
+
+def listed_task(admin: CloudTasksQueue, queue: str, short_name: str) -> Any | None:
+    """The task `short_name` as the emulator lists it in `queue` (paused), or None."""
+    for task in admin.client.list_tasks(parent=queue_path(queue)):
+        if task.name.rsplit("/", 1)[-1] == short_name:
+            return task
+    return None
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[TasksEmulator]:
+    with TasksEmulator([queue_path(STEPS), queue_path(CALLBACKS)]) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def admin(emulator: TasksEmulator) -> Iterator[CloudTasksQueue]:
+    """A Cloud Tasks client on the emulator, for pausing, resuming and listing queues."""
+    queue = CloudTasksQueue(
+        project=PROJECT,
+        location=LOCATION,
+        steps_queue=STEPS,
+        callbacks_queue=CALLBACKS,
+        target_url="http://127.0.0.1:9/",
+        service_account=None,
+        emulator_host=emulator.host,
+    )
+    yield queue
+    queue.close()
+
+
+@pytest.fixture(scope="module")
+def stack(emulator: TasksEmulator) -> Iterator[LocalStack]:
+    with LocalStack(env=cloud_tasks_env(emulator)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def dead_letter_stack(emulator: TasksEmulator) -> Iterator[LocalStack]:
+    """A second pair of functions on the same emulator, with a two-attempt callback budget."""
+    with LocalStack(env=cloud_tasks_env(emulator, CALLBACK_MAX_ATTEMPTS="2")) as running:
+        yield running
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_functions_run_on_the_cloud_tasks_backend_with_poll_url_as_the_task_target(
+    stack: LocalStack, emulator: TasksEmulator
+) -> None:
+    poll_job = stack.functions["poll_job"]
+    env = stack.environment(stack.simulator.base_url, poll_job.port)
+
+    assert env["TASKS_BACKEND"] == "cloudtasks"
+    assert env["CLOUD_TASKS_EMULATOR_HOST"] == emulator.host
+    assert env["POLL_URL"] == poll_job.url
+    assert env["TASKS_SERVICE_ACCOUNT"] == INVOKER
+    assert (env["TASKS_QUEUE"], env["CALLBACK_QUEUE"]) == (STEPS, CALLBACKS)
+
+
+def test_a_deletion_ends_in_exactly_one_verified_deleted_callback_and_one_delete(
+    stack: LocalStack,
+) -> None:
+    upload_id, track_id = new_track(stack)
+    request = deletion(stack, upload_id, track_id)
+
+    request_id = submit_pending(stack, request)
+    wait_until("an accepted callback", lambda: accepted_for(stack.receiver, request_id))
+    # The emulator does not de-duplicate: make sure no second delivery follows.
+    attempts = stays_unchanged(lambda: len(deliveries_for(stack.receiver, request_id)))
+
+    assert attempts == 1
+    [delivery] = accepted_for(stack.receiver, request_id)
+    Webhook(stack.secrets.callback_secret).verify(delivery.body, delivery.headers)
+    callback = delivery.payload
+    assert callback["type"] == "upload_track.deleted"
+    assert callback["data"]["request_id"] == request_id
+    assert callback["data"]["status"] == "deleted"
+    assert (callback["data"]["upload_id"], callback["data"]["upload_track_id"]) == (
+        upload_id,
+        track_id,
+    )
+    assert callback["data"]["metadata"] == {"ticket": "SUB-42"}
+    assert callback["data"]["track"]["type"] == "subtitles"
+    job_id = callback["data"]["job_id"]
+    assert callback["data"]["polls"] == stack.simulator.count("GET", f"/job-results/{job_id}")
+    assert stack.simulator.count("DELETE", delete_path(upload_id, track_id)) == 1
+
+
+def test_tasks_of_one_request_are_named_request_id_dash_n_and_request_id_dash_cb(
+    stack: LocalStack,
+) -> None:
+    upload_id, track_id = new_track(stack, job_seconds=0.9)  # several polls
+
+    request_id = submit_pending(stack, deletion(stack, upload_id, track_id))
+    [delivery] = wait_until(
+        "an accepted callback", lambda: accepted_for(stack.receiver, request_id)
+    )
+    entries = wait_until(
+        "the callback's delivery in the poll_job log",
+        lambda: (
+            [
+                e
+                for e in logs_for(stack.functions["poll_job"], request_id)
+                if e["message"] == "callback delivered"
+            ]
+            and logs_for(stack.functions["poll_job"], request_id)
+        ),
+    )
+
+    names = {entry["task"] for entry in entries if "task" in entry}
+    pattern = re.compile(re.escape(request_id) + r"-(\d+|cb)")
+    assert names
+    assert all(pattern.fullmatch(name) for name in names), names
+    numbers = sorted(int(name.rsplit("-", 1)[1]) for name in names if not name.endswith("-cb"))
+    polls = delivery.payload["data"]["polls"]
+    assert polls >= 2
+    assert numbers == list(range(1, polls + 1))
+    assert f"{request_id}-cb" in names
+    scheduled = [e["task"] for e in entries if e["message"] == "scheduled"]
+    assert scheduled == [f"{request_id}-{n}" for n in range(2, polls + 1)]
+
+
+def test_a_receiver_failing_twice_gets_a_third_delivery_with_the_same_webhook_id(
+    stack: LocalStack,
+) -> None:
+    upload_id, track_id = new_track(stack)
+    stack.receiver.fail_next(500, 2)
+
+    request_id = submit_pending(stack, deletion(stack, upload_id, track_id))
+    wait_until("an accepted callback", lambda: accepted_for(stack.receiver, request_id))
+    attempts = stays_unchanged(lambda: len(deliveries_for(stack.receiver, request_id)))
+
+    assert attempts == 3
+    deliveries = deliveries_for(stack.receiver, request_id)
+    assert [d.answered for d in deliveries] == [500, 500, 204]
+    assert all(d.verified for d in deliveries)
+    assert {d.headers["webhook-id"] for d in deliveries} == {request_id}
+    assert len({d.body for d in deliveries}) == 1
+    logged = [
+        e["attempt"]
+        for e in logs_for(stack.functions["poll_job"], request_id)
+        if e.get("task") == f"{request_id}-cb" and "attempt" in e
+    ]
+    assert logged == [1, 2, 3]
+    assert len(accepted_for(stack.receiver, request_id)) == 1
+
+
+def test_an_exhausted_callback_is_dead_lettered_once_and_the_emulator_stops_retrying(
+    dead_letter_stack: LocalStack, admin: CloudTasksQueue
+) -> None:
+    stack = dead_letter_stack
+    poll_job = stack.functions["poll_job"]
+    upload_id, track_id = new_track(stack)
+    stack.receiver.fail_next(503, 1000)  # a receiver that always fails
+
+    request_id = submit_pending(stack, deletion(stack, upload_id, track_id))
+    wait_until(
+        "the dead letter",
+        lambda: [
+            e for e in logs_for(poll_job, request_id) if e["message"] == "callback dead-lettered"
+        ],
+    )
+    attempts = stays_unchanged(lambda: len(deliveries_for(stack.receiver, request_id)))
+    cb_lines = stays_unchanged(
+        lambda: [e for e in logs_for(poll_job, request_id) if e.get("task") == f"{request_id}-cb"],
+        seconds=0.3,
+    )
+
+    assert attempts == 2
+    assert all(d.answered == 503 and d.verified for d in deliveries_for(stack.receiver, request_id))
+    dead = [e for e in cb_lines if e["message"] == "callback dead-lettered"]
+    assert len(dead) == 1
+    assert dead[0]["severity"] == "ERROR"
+    assert dead[0]["attempt"] == 2
+    # The whole body, exactly as the receiver was sent it.
+    assert dead[0]["callback"] == deliveries_for(stack.receiver, request_id)[-1].payload
+    assert dead[0]["callback"]["type"] == "upload_track.deleted"
+    assert dead[0]["target"] == "http://127.0.0.1"
+    assert stack.receiver.url not in json.dumps(cb_lines)
+    # poll_job answered 2xx to the last attempt: the emulator dropped the task.
+    assert listed_task(admin, CALLBACKS, f"{request_id}-cb") is None
+    assert stack.simulator.count("DELETE", delete_path(upload_id, track_id)) == 1
+
+
+def test_step_and_callback_tasks_delivered_twice_still_give_one_delete_and_one_callback(
+    stack: LocalStack, admin: CloudTasksQueue
+) -> None:
+    poll_job = stack.functions["poll_job"]
+    upload_id, track_id = new_track(stack, job_seconds=0.1)
+    first_step, callback_task = None, None
+    admin.client.pause_queue(name=queue_path(STEPS))
+    try:
+        admin.client.pause_queue(name=queue_path(CALLBACKS))
+        try:
+            request_id = submit_pending(stack, deletion(stack, upload_id, track_id))
+            # The emulator takes a second task of the same name: both will be dispatched.
+            first_step = listed_task(admin, STEPS, f"{request_id}-1")
+            assert first_step is not None
+            admin.client.create_task(parent=queue_path(STEPS), task=first_step)
+            admin.client.resume_queue(name=queue_path(STEPS))
+            callback_task = wait_until(
+                "the callback task", lambda: listed_task(admin, CALLBACKS, f"{request_id}-cb")
+            )
+            admin.client.create_task(parent=queue_path(CALLBACKS), task=callback_task)
+        finally:
+            admin.client.resume_queue(name=queue_path(CALLBACKS))
+    finally:
+        admin.client.resume_queue(name=queue_path(STEPS))
+
+    ignored = wait_until(
+        "both duplicates to be ignored",
+        lambda: (
+            found
+            if len(
+                found := [
+                    e["task"]
+                    for e in logs_for(poll_job, request_id)
+                    if e["message"] == "task already carried out; ignored"
+                ]
+            )
+            >= 2
+            else None
+        ),
+    )
+    attempts = stays_unchanged(lambda: len(deliveries_for(stack.receiver, request_id)), 0.5)
+
+    assert sorted(ignored) == sorted([f"{request_id}-1", f"{request_id}-cb"])
+    assert attempts == 1
+    assert accepted_for(stack.receiver, request_id)[0].payload["type"] == "upload_track.deleted"
+    assert stack.simulator.count("DELETE", delete_path(upload_id, track_id)) == 1
+    queued = [
+        e for e in logs_for(poll_job, request_id) if e["message"].startswith("request finished")
+    ]
+    assert [e["message"] for e in queued] == ["request finished; callback queued"]
