@@ -12,7 +12,7 @@ locals {
   # resource cannot read its own attributes, so the URL is built here in the
   # deterministic form the Cloud Functions API reports as the function's `url`;
   # a postcondition on poll_job fails the apply should the two ever differ.
-  poll_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_names.poll_job}"
+  poll_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_names.delete_track}"
 
   # One definition of the callback retry budget: the callbacks queue's
   # retry_config and the CALLBACK_* settings the functions receive.
@@ -53,7 +53,7 @@ locals {
     POLL_INITIAL_DELAY_SECONDS      = var.poll_initial_delay_seconds
     POLL_MAX_DELAY_SECONDS          = var.poll_max_delay_seconds
     POLL_TIMEOUT_SECONDS            = var.poll_timeout_seconds
-    CALLBACK_MAX_ATTEMPTS           = 12
+    CALLBACK_MAX_ATTEMPTS           = local.callback_retry.max_attempts
     CALLBACK_RETRY_MIN_SECONDS      = local.callback_retry.min_backoff_seconds
     CALLBACK_RETRY_MAX_SECONDS      = local.callback_retry.max_backoff_seconds
     CALLBACK_ALLOW_PRIVATE_NETWORKS = "false"
