@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 #: Learned knowledge: given the seconds since the deletion was accepted and the
 #: polls made so far, the next delay, or None to fall back on the fixed schedule.
@@ -26,6 +30,16 @@ class PollPolicy:
     growth: float = 1.5
     jitter: float = 0.1
     planner: Planner | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, planner: Planner | None = None) -> PollPolicy:
+        """The policy the `POLL_*` settings describe, with an optional learned `planner`."""
+        return cls(
+            initial=settings.poll_initial_delay,
+            maximum=settings.poll_max_delay,
+            timeout=settings.poll_timeout,
+            planner=planner,
+        )
 
     def delay_after(self, polls: int, rand: float, *, elapsed: float = 0.0) -> float:
         """Seconds to wait before the next poll, after `polls` answers saying "pending",

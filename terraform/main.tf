@@ -12,7 +12,7 @@ locals {
   # resource cannot read its own attributes, so the URL is built here in the
   # deterministic form the Cloud Functions API reports as the function's `url`;
   # a postcondition on poll_job fails the apply should the two ever differ.
-  poll_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_names.delete_track}"
+  poll_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_names.poll_job}"
 
   # One definition of the callback retry budget: the callbacks queue's
   # retry_config and the CALLBACK_* settings the functions receive.

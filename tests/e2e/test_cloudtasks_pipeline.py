@@ -13,6 +13,7 @@ and, once, fed a duplicate of a task the service created.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -135,6 +136,24 @@ def delete_path(upload_id: str, track_id: str) -> str:
     return f"/uploads/{upload_id}/tracks/{track_id}"
 
 
+def task_names(admin: CloudTasksQueue, queue: str, request_id: str) -> list[str]:
+    """Short names of the tasks of `request_id` the emulator holds in `queue`."""
+    names = [
+        task.name.rsplit("/", 1)[-1] for task in admin.client.list_tasks(parent=queue_path(queue))
+    ]
+    return sorted(name for name in names if name.startswith(request_id + "-"))
+
+
+@contextlib.contextmanager
+def paused(admin: CloudTasksQueue, queue: str) -> Iterator[None]:
+    """Hold `queue`'s tasks in the emulator (listed, not dispatched) for the block."""
+    admin.client.pause_queue(name=queue_path(queue))
+    try:
+        yield
+    finally:
+        admin.client.resume_queue(name=queue_path(queue))
+
+
 def listed_task(admin: CloudTasksQueue, queue: str, short_name: str) -> Any | None:
     """The task `short_name` as the emulator lists it in `queue` (paused), or None."""
     for task in admin.client.list_tasks(parent=queue_path(queue)):
@@ -184,19 +203,6 @@ def dead_letter_stack(emulator: TasksEmulator) -> Iterator[LocalStack]:
 # --------------------------------------------------------------------------- tests
 
 
-def test_functions_run_on_the_cloud_tasks_backend_with_poll_url_as_the_task_target(
-    stack: LocalStack, emulator: TasksEmulator
-) -> None:
-    poll_job = stack.functions["poll_job"]
-    env = stack.environment(stack.simulator.base_url, poll_job.port)
-
-    assert env["TASKS_BACKEND"] == "cloudtasks"
-    assert env["CLOUD_TASKS_EMULATOR_HOST"] == emulator.host
-    assert env["POLL_URL"] == poll_job.url
-    assert env["TASKS_SERVICE_ACCOUNT"] == INVOKER
-    assert (env["TASKS_QUEUE"], env["CALLBACK_QUEUE"]) == (STEPS, CALLBACKS)
-
-
 def test_a_deletion_ends_in_exactly_one_verified_deleted_callback_and_one_delete(
     stack: LocalStack,
 ) -> None:
@@ -227,37 +233,33 @@ def test_a_deletion_ends_in_exactly_one_verified_deleted_callback_and_one_delete
 
 
 def test_tasks_of_one_request_are_named_request_id_dash_n_and_request_id_dash_cb(
-    stack: LocalStack,
+    stack: LocalStack, admin: CloudTasksQueue
 ) -> None:
+    poll_job = stack.functions["poll_job"]
     upload_id, track_id = new_track(stack, job_seconds=0.9)  # several polls
 
-    request_id = submit_pending(stack, deletion(stack, upload_id, track_id))
+    with paused(admin, STEPS):
+        request_id = submit_pending(stack, deletion(stack, upload_id, track_id))
+        created_at_intake = task_names(admin, STEPS, request_id)
     [delivery] = wait_until(
         "an accepted callback", lambda: accepted_for(stack.receiver, request_id)
     )
-    entries = wait_until(
-        "the callback's delivery in the poll_job log",
-        lambda: (
-            [
-                e
-                for e in logs_for(stack.functions["poll_job"], request_id)
-                if e["message"] == "callback delivered"
-            ]
-            and logs_for(stack.functions["poll_job"], request_id)
-        ),
+    wait_until(
+        "the delivery in the poll_job log",
+        lambda: [e for e in logs_for(poll_job, request_id) if e["message"] == "callback delivered"],
     )
+    entries = logs_for(poll_job, request_id)
 
-    names = {entry["task"] for entry in entries if "task" in entry}
-    pattern = re.compile(re.escape(request_id) + r"-(\d+|cb)")
-    assert names
-    assert all(pattern.fullmatch(name) for name in names), names
-    numbers = sorted(int(name.rsplit("-", 1)[1]) for name in names if not name.endswith("-cb"))
     polls = delivery.payload["data"]["polls"]
     assert polls >= 2
-    assert numbers == list(range(1, polls + 1))
-    assert f"{request_id}-cb" in names
+    assert created_at_intake == [f"{request_id}-1"]
+    # Each poll that was not final scheduled the next one under the next number.
     scheduled = [e["task"] for e in entries if e["message"] == "scheduled"]
     assert scheduled == [f"{request_id}-{n}" for n in range(2, polls + 1)]
+    names = {e["task"] for e in entries if "task" in e}
+    assert names == {*(f"{request_id}-{n}" for n in range(2, polls + 1)), f"{request_id}-cb"}
+    pattern = re.compile(re.escape(request_id) + r"-(?:[1-9][0-9]*|cb)")
+    assert all(pattern.fullmatch(name) for name in names | set(created_at_intake))
 
 
 def test_a_receiver_failing_twice_gets_a_third_delivery_with_the_same_webhook_id(
@@ -327,48 +329,36 @@ def test_step_and_callback_tasks_delivered_twice_still_give_one_delete_and_one_c
 ) -> None:
     poll_job = stack.functions["poll_job"]
     upload_id, track_id = new_track(stack, job_seconds=0.1)
-    first_step, callback_task = None, None
-    admin.client.pause_queue(name=queue_path(STEPS))
-    try:
-        admin.client.pause_queue(name=queue_path(CALLBACKS))
-        try:
+
+    with paused(admin, CALLBACKS):
+        with paused(admin, STEPS):
             request_id = submit_pending(stack, deletion(stack, upload_id, track_id))
-            # The emulator takes a second task of the same name: both will be dispatched.
+            # The emulator takes a second task of the same name: both get dispatched.
             first_step = listed_task(admin, STEPS, f"{request_id}-1")
             assert first_step is not None
             admin.client.create_task(parent=queue_path(STEPS), task=first_step)
-            admin.client.resume_queue(name=queue_path(STEPS))
-            callback_task = wait_until(
-                "the callback task", lambda: listed_task(admin, CALLBACKS, f"{request_id}-cb")
-            )
-            admin.client.create_task(parent=queue_path(CALLBACKS), task=callback_task)
-        finally:
-            admin.client.resume_queue(name=queue_path(CALLBACKS))
-    finally:
-        admin.client.resume_queue(name=queue_path(STEPS))
+        callback_task = wait_until(
+            "the callback task", lambda: listed_task(admin, CALLBACKS, f"{request_id}-cb")
+        )
+        admin.client.create_task(parent=queue_path(CALLBACKS), task=callback_task)
 
-    ignored = wait_until(
-        "both duplicates to be ignored",
-        lambda: (
-            found
-            if len(
-                found := [
-                    e["task"]
-                    for e in logs_for(poll_job, request_id)
-                    if e["message"] == "task already carried out; ignored"
-                ]
-            )
-            >= 2
-            else None
-        ),
-    )
+    def ignored() -> list[str]:
+        return [
+            e["task"]
+            for e in logs_for(poll_job, request_id)
+            if e["message"] == "task already carried out; ignored"
+        ]
+
+    wait_until("both duplicates to be ignored", lambda: len(ignored()) >= 2)
     attempts = stays_unchanged(lambda: len(deliveries_for(stack.receiver, request_id)), 0.5)
 
-    assert sorted(ignored) == sorted([f"{request_id}-1", f"{request_id}-cb"])
+    assert sorted(ignored()) == [f"{request_id}-1", f"{request_id}-cb"]
     assert attempts == 1
     assert accepted_for(stack.receiver, request_id)[0].payload["type"] == "upload_track.deleted"
     assert stack.simulator.count("DELETE", delete_path(upload_id, track_id)) == 1
-    queued = [
-        e for e in logs_for(poll_job, request_id) if e["message"].startswith("request finished")
+    finished = [
+        e["message"]
+        for e in logs_for(poll_job, request_id)
+        if e["message"].startswith("request finished")
     ]
-    assert [e["message"] for e in queued] == ["request finished; callback queued"]
+    assert finished == ["request finished; callback queued"]
