@@ -221,7 +221,8 @@ def _queue_policy(tf: Module, name: str) -> RetryPolicy:
 
 def _deployed_settings(tf: Module, entry_point: str) -> Settings:
     """The `Settings` the function would read, with every variable at its default."""
-    env = {key: _text(value) for key, value in tf.function_env(entry_point).items()}
+    env = tf.function_env(entry_point)
+    env = {key: _text(value) for key, value in env.items() if value is not None}
     return Settings.from_env(env)
 
 
