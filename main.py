@@ -21,9 +21,10 @@ from typing import Any
 import flask
 import functions_framework
 from cloudevents.http import CloudEvent
+from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 
 from adapters.log import Log
-from core.errors import Misconfigured
+from core.errors import Misconfigured, ServiceError
 from core.settings import Settings
 from handlers import intake, steps
 from handlers.responses import Reply, error, reply_for
@@ -107,16 +108,23 @@ def poll_job(request: flask.Request) -> flask.Response:
 def delete_track_event(event: CloudEvent) -> None:
     """The same intake for Pub/Sub (Eventarc) and other CloudEvent triggers.
 
-    Raises (so the event is redelivered) only for what a retry can fix: a
-    misconfiguration, DatoCMS or the queue being unavailable.
+    An event that can never succeed is logged and acknowledged (2xx). What a
+    redelivery can fix (a misconfiguration, DatoCMS or the queue unavailable)
+    answers 500 or 503 after a structured log line, so the event comes back.
     """
     try:
-        svc = service()
+        intake.handle_event(service(), event.get("id"), event.get_data())
     except Misconfigured as missing:
         _LOG.error(
             "misconfigured: " + missing.reason,
             function="delete_track_event",
             variables=list(missing.variables),
         )
-        raise
-    intake.handle_event(svc, event.get("id"), event.get_data())
+        raise InternalServerError() from None
+    except ServiceError as failure:
+        _LOG.warning(
+            "event not processed; it will be redelivered",
+            function="delete_track_event",
+            reason=type(failure).__name__,
+        )
+        raise ServiceUnavailable() from None

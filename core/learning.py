@@ -158,7 +158,9 @@ def optimal_plan(
     n = len(grid)
     integral = [0.0] * n  # G: the integral of S from 0 to grid[i] (trapezoids)
     for i in range(1, n):
-        integral[i] = integral[i - 1] + (grid[i] - grid[i - 1]) * (survival[i - 1] + survival[i]) / 2
+        integral[i] = (
+            integral[i - 1] + (grid[i] - grid[i - 1]) * (survival[i - 1] + survival[i]) / 2
+        )
     value = [0.0] * n  # W
     next_index = [n - 1] * n
     reach = n - 1  # the furthest index within max_delay of grid[i]; moves left with i

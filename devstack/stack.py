@@ -105,6 +105,11 @@ class FunctionProcess:
                     continue
         return entries
 
+    def terminate(self) -> None:
+        """Ask the process to stop, without waiting."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -161,20 +166,26 @@ class LocalStack:
         return env
 
     def start(self) -> LocalStack:
-        base_url = self.simulator.start()
-        self.receiver.start()
-        poll_port = free_port()
-        env = self.environment(base_url, poll_port)
-        targets = {"poll_job": poll_port, "delete_track": None}
-        if self._with_event:
-            targets["delete_track_event"] = None
-        for target, port in targets.items():
-            self.functions[target] = FunctionProcess(target, env, port=port).start()
-        for function in self.functions.values():
-            function.wait_ready()
+        try:
+            base_url = self.simulator.start()
+            self.receiver.start()
+            poll_port = free_port()
+            env = self.environment(base_url, poll_port)
+            targets: dict[str, int | None] = {"poll_job": poll_port, "delete_track": None}
+            if self._with_event:
+                targets["delete_track_event"] = None
+            for target, port in targets.items():
+                self.functions[target] = FunctionProcess(target, env, port=port).start()
+            for function in self.functions.values():
+                function.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
+        for function in self.functions.values():
+            function.terminate()
         for function in self.functions.values():
             function.stop()
         self.receiver.stop()

@@ -43,7 +43,7 @@ def carry_out(service: Service, current: Step, action: Action, log: Log) -> bool
         log.info(
             "scheduled" if created else "already scheduled",
             step=action.step.kind,
-            task=action.step.name,
+            next_task=action.step.name,
             delay_seconds=round(action.delay, 3),
             job_id=action.step.job_id,
         )

@@ -22,6 +22,7 @@ from core.errors import (
     DatoCMSBadResponse,
     DatoCMSError,
     Misconfigured,
+    QueueUnavailable,
     RequestRejected,
     ServiceError,
 )
@@ -241,11 +242,16 @@ def _submit_claimed(
     except DatoCMSError as failure:
         result = failure
     action = after_delete(intake, result, service.wall(), service.policy, service.rand())
-    if isinstance(action, Schedule):
-        created = chain.enqueue(service, action.step, action.delay)
-    else:
-        first = intake.next("finish", outcome=action.outcome, polls=action.polls)
-        created = chain.enqueue(service, first, 0.0)
+    first = (
+        action.step
+        if isinstance(action, Schedule)
+        else intake.next("finish", outcome=action.outcome, polls=action.polls)
+    )
+    try:
+        created = chain.enqueue(service, first, action.delay if isinstance(action, Schedule) else 0)
+    except QueueUnavailable as failure:
+        log.error("task queue unavailable; the deletion is not scheduled", reason=str(failure))
+        raise
     if not created:
         log.info("duplicate request (task already exists)")
         return Submission("duplicate", request_id)

@@ -468,6 +468,7 @@ def new_scene(
 def test_arbitrary_bytes_headers_and_methods_never_cause_a_5xx_or_an_unwarranted_call(
     new_scene: Callable[[], Scene],
     secrets: Secrets,
+    *,
     method: str,
     recipe: tuple[str, Any],
     content_type: str | None,
@@ -546,6 +547,7 @@ VALID_REQUESTS = st.fixed_dictionaries(
 def test_arbitrary_header_maps_cause_a_call_only_with_the_token_and_a_json_content_type(
     new_scene: Callable[[], Scene],
     secrets: Secrets,
+    *,
     method: str,
     header_map: dict[str, str],
     recipe: tuple[str, Any] | None,
