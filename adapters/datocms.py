@@ -5,15 +5,27 @@ headers the API checks (`Authorization`, `Accept`, `X-Api-Version: 3`,
 `X-Environment` when set) and a `User-Agent` naming this service.
 
 After a `429` the client holds every further call until the announced
-`X-RateLimit-Reset` has passed: such a call fails at once with
-`DatoCMSRateLimited(sent=False)` and sends nothing.
+`X-RateLimit-Reset` has passed: such a call fails at once with `NotSent` (a
+`DatoCMSRateLimited`) and sends nothing.
+
+Before that happens, a `RatePacer` keeps the client under the project's limit
+(60 requests per 3 s, shared by every client of the project): it counts what
+this client sent, reads `X-RateLimit-Limit` / `X-RateLimit-Remaining` from every
+answer to learn what the others used, and holds a call that would leave less
+than a small reserve. A held call waits when room comes back within
+`max_wait` seconds, and otherwise fails at once with `NotSent` (its
+`retry_after` says when room is expected), so that the task is rescheduled and
+the intake answers "queued".
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import requests
@@ -30,7 +42,142 @@ READ_TIMEOUT = 20.0
 
 
 class NotSent(DatoCMSRateLimited):
-    """A call held back because an announced rate-limit reset has not passed yet."""
+    """A call held back: an announced rate-limit reset has not passed, or no room is left."""
+
+
+#: DatoCMS's documented window: 60 requests every 3 seconds per project.
+RATE_WINDOW = 3.0
+RATE_LIMIT = 60
+
+
+@dataclass
+class Ticket:
+    """One call this client let through: when it left, and when its answer came (None: yet)."""
+
+    sent: float
+    answered: float | None = None
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            try:
+                number = int(value.strip())
+            except ValueError:
+                return None
+            return number if 0 <= number <= 1_000_000 else None
+    return None
+
+
+class RatePacer:
+    """Lets a call through only while the project has room left under its rate limit.
+
+    What is used in the window is this client's own calls (in flight, or answered
+    less than `window` + `margin` ago) plus the others' calls: those the last answer
+    counted beyond this client's, assumed to stay in the window until `window`
+    after that answer. A call goes when more than `reserve` requests would remain
+    (`shared_reserve` while other clients are active, for the calls they may have
+    in flight). Without a recent answer the state is unknown: one call at a time
+    goes out to learn it.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: float = RATE_WINDOW,
+        limit: int = RATE_LIMIT,
+        reserve: int = 1,
+        shared_reserve: int = 6,
+        max_wait: float = 1.0,
+        margin: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window = window
+        self.reserve = reserve
+        self.shared_reserve = shared_reserve
+        self.max_wait = max_wait
+        self.margin = margin
+        self._clock = clock
+        self._limit = limit
+        self._tickets: deque[Ticket] = deque()
+        self._others = 0  # other clients' calls in the window at the last answer
+        self._others_until = -math.inf
+        self._shared_until = -math.inf
+        self._last_answer = -math.inf
+        self._cond = threading.Condition()
+
+    def acquire(self) -> Ticket:
+        """A ticket for one call, perhaps after a wait of at most `max_wait`; else `NotSent`."""
+        deadline = time.monotonic() + self.max_wait
+        with self._cond:
+            while True:
+                now = self._clock()
+                wait = self._room(now)
+                if wait <= 0.0:
+                    ticket = Ticket(now)
+                    self._tickets.append(ticket)
+                    return ticket
+                left = deadline - time.monotonic()
+                if wait > left:
+                    raise NotSent(
+                        "held back: no room left under DatoCMS's rate limit",
+                        code="RATE_LIMIT_EXCEEDED",
+                        retry_after=wait,
+                    )
+                self._cond.wait(wait)
+
+    def settle(self, ticket: Ticket, status: int | None, headers: Mapping[str, str]) -> None:
+        """Record the answer to `ticket`'s call (`status` None: no answer came)."""
+        with self._cond:
+            now = self._clock()
+            ticket.answered = now
+            if status == 429:
+                self._forget(ticket)  # refused calls do not count against the limit
+            limit = _header_int(headers, "x-ratelimit-limit")
+            remaining = _header_int(headers, "x-ratelimit-remaining")
+            if remaining is not None and status != 429:
+                self._limit = limit or self._limit
+                counted = self._limit - remaining
+                mine = sum(1 for t in self._in_window(now) if t.answered is not None)
+                self._others = max(0, counted - mine)
+                self._others_until = now + self.window
+                if self._others > self.reserve:
+                    self._shared_until = now + self.window
+                self._last_answer = now
+            self._cond.notify_all()
+
+    def _forget(self, ticket: Ticket) -> None:
+        try:
+            self._tickets.remove(ticket)
+        except ValueError:
+            return
+
+    def _in_window(self, now: float) -> list[Ticket]:
+        expiry = self.window + self.margin
+        while self._tickets:
+            first = self._tickets[0]
+            if first.answered is None or first.answered + expiry > now:
+                break
+            self._tickets.popleft()
+        return [t for t in self._tickets if t.answered is None or t.answered + expiry > now]
+
+    def _room(self, now: float) -> float:
+        """0 when a call may go now, else the seconds until room is expected."""
+        mine = self._in_window(now)
+        in_flight = sum(1 for t in mine if t.answered is None)
+        if now - self._last_answer > self.window:  # nothing recent is known
+            return 0.0 if in_flight == 0 else self.max_wait / 4
+        others = self._others if now < self._others_until else 0
+        reserve = self.shared_reserve if now < self._shared_until else self.reserve
+        if self._limit - len(mine) - others > reserve:
+            return 0.0
+        expiry = self.window + self.margin
+        frees = [t.answered + expiry for t in mine if t.answered is not None]
+        if others:
+            frees.append(self._others_until)
+        if now < self._shared_until:
+            frees.append(self._shared_until)
+        return max(min(frees, default=now + self.max_wait / 4) - now, 0.001)
 
 
 class DatoCMSClient:
@@ -45,6 +192,7 @@ class DatoCMSClient:
         log: Log,
         clock: Callable[[], float] = time.monotonic,
         timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+        pacer: RatePacer | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._token = token
@@ -54,6 +202,7 @@ class DatoCMSClient:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._blocked_until = 0.0
+        self._pacer = pacer or RatePacer(clock=clock)
 
     def delete_track(
         self, upload_id: str, track_id: str, environment: str | None
@@ -86,6 +235,20 @@ class DatoCMSClient:
         self, method: str, path: str, environment: str | None
     ) -> tuple[int, Mapping[str, str], bytes]:
         self._hold()
+        ticket = self._pacer.acquire()
+        status: int | None = None
+        answer_headers: Mapping[str, str] = {}
+        try:
+            status, answer_headers, body = self._send(method, path, environment)
+        finally:
+            self._pacer.settle(ticket, status, answer_headers)
+        if status == 429:
+            self._block(datocms.reset_seconds(answer_headers))
+        return status, answer_headers, body
+
+    def _send(
+        self, method: str, path: str, environment: str | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
         headers = {
             "Authorization": f"Bearer {self._token.reveal()}",
             "Accept": "application/json",
@@ -125,6 +288,4 @@ class DatoCMSClient:
             rate_limit_remaining=answer_headers.get("X-RateLimit-Remaining"),
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
-        if status == 429:
-            self._block(datocms.reset_seconds(answer_headers))
         return status, answer_headers, body

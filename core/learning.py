@@ -41,6 +41,10 @@ RELATIVE_STEP = 0.025
 #: How far past the longest observation the grid reaches (a fraction of it).
 HORIZON_MARGIN = 0.1
 EM_ITERATIONS = 8
+#: Standard deviation, in log time, of the smoothing kernel (0.15: about +-15 %).
+BANDWIDTH = 0.15
+#: Seconds within which two times count as the same.
+TOLERANCE = 1e-3
 #: Past the grid (a job slower than every one seen), wait this fraction of the elapsed time.
 TAIL_FRACTION = 0.25
 
@@ -78,31 +82,57 @@ def _cells(observation: Observation, grid: Sequence[float]) -> tuple[int, int]:
     return first, last
 
 
+def _smoother(grid: Sequence[float], bandwidth: float) -> list[list[tuple[int, float]]]:
+    """For each cell, where a Gaussian kernel in log time spreads its mass: (cell, share)."""
+    cells = len(grid)
+    centre = [0.0] + [math.log((grid[k - 1] + grid[k]) / 2) for k in range(1, cells)]
+    width = [0.0] * cells
+    for k in range(1, cells):
+        left = centre[max(k - 1, 1)]
+        right = centre[min(k + 1, cells - 1)]
+        width[k] = max(right - left, 1e-9) / max(min(k + 1, cells - 1) - max(k - 1, 1), 1)
+    rows: list[list[tuple[int, float]]] = [[]]
+    for k in range(1, cells):
+        first = max(bisect.bisect_left(centre, centre[k] - 3 * bandwidth, 1), 1)
+        last = min(bisect.bisect_right(centre, centre[k] + 3 * bandwidth, 1), cells)
+        weights = [
+            (j, math.exp(-0.5 * ((centre[j] - centre[k]) / bandwidth) ** 2) * width[j])
+            for j in range(first, last)
+        ]
+        total = sum(weight for _, weight in weights) or 1.0
+        rows.append([(j, weight / total) for j, weight in weights])
+    return rows
+
+
 def estimate_survival(
     observations: Iterable[Observation],
     grid: Sequence[float],
     *,
     iterations: int = EM_ITERATIONS,
+    bandwidth: float = BANDWIDTH,
 ) -> tuple[float, ...]:
     """S at each grid point: P(duration > grid[i]), from interval-censored observations.
 
     Starts from each observation's weight spread evenly over its interval, then
-    runs `iterations` steps of Turnbull's EM on the grid's cells.
+    runs `iterations` steps of Turnbull's EM on the grid's cells, each followed by
+    a Gaussian smoothing in log time (`bandwidth`; 0 turns it off): the EMS
+    algorithm. Smoothing fills in the shape of the distribution inside intervals
+    that the polls alone cannot resolve (when every job is polled at the same times).
     """
     counts: dict[tuple[int, int], int] = {}
     for observation in observations:
         span = _cells(observation, grid)
         counts[span] = counts.get(span, 0) + 1
     cells = len(grid)
-    survival = [1.0] * cells
     total = sum(counts.values())
     if total == 0:
-        return tuple(survival)
+        return (1.0,) * cells
     mass = [0.0] * cells
     for (first, last), count in counts.items():
         width = grid[last] - grid[first - 1]
         for k in range(first, last + 1):
             mass[k] += count * (grid[k] - grid[k - 1]) / width
+    rows = _smoother(grid, bandwidth) if bandwidth > 0 else None
     for _ in range(iterations):
         updated = [0.0] * cells
         for (first, last), count in counts.items():
@@ -112,7 +142,15 @@ def estimate_survival(
             share = count / covered
             for k in range(first, last + 1):
                 updated[k] += mass[k] * share
+        if rows is not None:
+            smoothed = [0.0] * cells
+            for k in range(1, cells):
+                if updated[k] > 0.0:
+                    for j, weight in rows[k]:
+                        smoothed[j] += updated[k] * weight
+            updated = smoothed
         mass = updated
+    survival = [1.0] * cells
     remaining = float(total)
     for i in range(cells):
         remaining -= mass[i]
@@ -134,8 +172,9 @@ class Plan:
         last = len(self.grid) - 1
         if elapsed >= self.grid[last]:
             return min(self.max_delay, max(MIN_STEP, TAIL_FRACTION * elapsed))
-        i = max(bisect.bisect_right(self.grid, elapsed + 1e-9) - 1, 0)
-        return max(self.grid[self.next_index[i]] - elapsed, 0.0)
+        # A poll that ran a hair early (clock rounding) counts as on time.
+        i = max(bisect.bisect_right(self.grid, elapsed + TOLERANCE) - 1, 0)
+        return max(self.grid[self.next_index[i]] - elapsed, TOLERANCE)
 
     def poll_times(self, limit: int = 12) -> list[float]:
         """The planned poll times of a job, in seconds after acceptance (the first `limit`)."""

@@ -2,7 +2,9 @@
 
 Polls start `initial` seconds after the deletion was accepted, then the wait
 grows geometrically up to `maximum`, each wait spread by ±`jitter` so that many
-requests accepted together do not poll in lockstep. Errors (429, 5xx, timeouts)
+requests accepted together do not poll in lockstep. A `planner` (for instance
+`core.learning.PollLearner.plan`, learned from the jobs seen finishing) may
+replace that schedule; its waits are spread and capped the same way. Errors (429, 5xx, timeouts)
 back off exponentially, never sooner than the wait DatoCMS announced.
 """
 
@@ -47,7 +49,7 @@ class PollPolicy:
         if self.planner is not None:
             planned = self.planner(elapsed, polls)
             if planned is not None:
-                return min(max(planned, 0.0), self.maximum)
+                return min(self._spread(max(planned, 0.0), rand), self.maximum)
         base = min(self.initial * self.growth ** max(polls - 1, 0), self.maximum)
         return self._spread(base, rand)
 

@@ -34,7 +34,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DATOCMS_API_TOKEN", None, secret=True, required_when="always"),
     Variable("DATOCMS_BASE_URL", "https://site-api.datocms.com"),
     Variable("DATOCMS_ENVIRONMENT", None, required_when="optional"),
-    Variable("INTAKE_TOKEN", None, secret=True, required_when="delete_track"),
+    Variable(
+        "INTAKE_TOKEN", None, secret=True, required_when="delete_track"
+    ),  # space-separated: several
     Variable(
         "CALLBACK_SIGNING_SECRET", None, secret=True, required_when="a request has callback_url"
     ),
@@ -145,7 +147,8 @@ class Settings:
     datocms_base_url: str
     datocms_environment: str | None
     intake_token: Secret | None
-    #: HMAC keys for callbacks: the first signs; all are used (rotation).
+    #: HMAC keys for callbacks: every one signs, so receivers holding either secret
+    #: verify during a rotation.
     callback_signing_keys: tuple[bytes, ...]
     #: HMAC keys for task bodies: the first signs, any verifies (rotation).
     task_signing_keys: tuple[bytes, ...]

@@ -54,7 +54,9 @@ def open_task(body: bytes, keys: Sequence[bytes]) -> dict[str, Any]:
         canonical = compact_json(payload).encode()
     except ValueError:
         raise TaskRejected("task payload is not canonical JSON") from None
-    given = signature.removeprefix("v1=").encode()
+    if not signature.startswith("v1="):
+        raise TaskRejected("unknown task signature version")
+    given = signature[len("v1=") :].encode()
     if not any(hmac.compare_digest(_mac(key, canonical).encode(), given) for key in keys):
         raise TaskRejected("task signature does not verify")
     return payload

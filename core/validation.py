@@ -49,8 +49,33 @@ def _pattern(
 def _max_bytes(
     validator: Any, limit: int, instance: Any, schema: dict[str, Any]
 ) -> Iterator[ValidationError]:
-    if len(compact_json(instance).encode()) > limit:
+    try:
+        size = len(compact_json(instance).encode("utf-8"))
+    except (ValueError, RecursionError):  # non-finite numbers, lone surrogates, deep nesting
+        yield ValidationError("is not representable as JSON")
+        return
+    if size > limit:
         yield ValidationError(f"is larger than {limit} bytes as compact JSON")
+
+
+MAX_DEPTH = 32
+
+
+def json_problem(value: Any) -> str | None:
+    """Why `value` cannot be carried as JSON (too deep, not finite, not UTF-8), or None."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                return f"is nested deeper than {MAX_DEPTH} levels"
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    try:
+        compact_json(value).encode("utf-8")
+    except ValueError:  # UnicodeEncodeError included
+        return "holds a number or a string that JSON cannot carry"
+    return None
 
 
 _Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal
@@ -95,9 +96,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
 def parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        return json.loads(
+            raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
+        )
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise RequestRejected(400, "invalid_json", "The body is not valid UTF-8 JSON.") from None
 
@@ -114,7 +124,12 @@ def handle_http(
     settings = service.settings
     settings.require("INTAKE_TOKEN")
     assert settings.intake_token is not None  # noqa: S101
-    if not authenticate(headers.get("authorization"), settings.intake_token.reveal()):
+    tokens = settings.intake_token.reveal().split()  # several during a rotation
+    if not any(authenticate(headers.get("authorization"), token) for token in tokens):
+        service.log.warning(
+            "intake refused: missing or wrong credentials",
+            scheme=(headers.get("authorization") or "").partition(" ")[0][:10] or None,
+        )
         return error(
             401,
             "unauthorized",
@@ -167,6 +182,9 @@ def answer(service: Service, request: DeletionRequest, log: Log) -> Reply:
 
 def validate(data: Any, *, allow_private: bool) -> DeletionRequest:
     """A `DeletionRequest`, or `RequestRejected(400)` listing every failing field."""
+    problem = validation.json_problem(data)
+    if problem is not None:
+        raise RequestRejected(400, "invalid_json", f"The body {problem}.")
     failures = validation.errors("deletion_request", data)
     if failures:
         raise RequestRejected(

@@ -223,6 +223,34 @@ class Scene:
         assert self.harness.sender.sent == []
 
 
+class BoundedStream(io.RawIOBase):
+    """An endless body that fails the test if more than `limit` bytes are asked for."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.given = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            raise AssertionError("the whole (endless) body was read")
+        if self.given + size > self.limit:
+            raise AssertionError(f"read past {self.limit} bytes")
+        self.given += size
+        return (b"{" + b" " * (size - 1)) if self.given == size and size else b" " * size
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        raise AssertionError("the whole (endless) body was read")
+
+
 # --- calling delete_track in-process ----------------------------------------
 
 

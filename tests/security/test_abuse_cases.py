@@ -9,8 +9,10 @@ addresses named below could not be reached even by a bug.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import math
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,6 +32,7 @@ from tests.security import (
     PUBLIC_CALLBACK,
     TRACK,
     UPLOAD,
+    BoundedStream,
     Scene,
     assert_error_shape,
     assert_refused,
@@ -359,34 +362,6 @@ def test_metadata_that_is_not_an_object_gets_400(scene: Scene, metadata: Any) ->
 # --- size -------------------------------------------------------------------------
 
 
-class BoundedStream(io.RawIOBase):
-    """An endless body that fails the test if more than `limit` bytes are asked for."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-        self.given = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            raise AssertionError("the whole (endless) body was read")
-        if self.given + size > self.limit:
-            raise AssertionError(f"read past {self.limit} bytes")
-        self.given += size
-        return (b"{" + b" " * (size - 1)) if self.given == size and size else b" " * size
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readall(self) -> bytes:
-        raise AssertionError("the whole (endless) body was read")
-
-
 def _authorized(harness: Harness) -> dict[str, str]:
     return {"authorization": bearer(harness), "content-type": "application/json"}
 
@@ -572,3 +547,44 @@ def test_a_refusal_never_echoes_the_credentials_of_a_callback_url(scene: Scene) 
     assert_400_and_nothing_sent(reply, scene, "callback_url")
     assert "hunter2" not in json.dumps(reply.body)
     assert_error_shape(reply)
+
+
+# --- the same values through delete_track_event ----------------------------------------
+
+
+def _pubsub(raw: bytes) -> dict[str, Any]:
+    return {"message": {"data": base64.b64encode(raw).decode(), "messageId": "1"}}
+
+
+UNUSABLE_EVENTS = {
+    "metadata-infinity": {"upload_id": "a", "upload_track_id": "t", "metadata": {"n": math.inf}},
+    "metadata-lone-surrogate": {
+        "upload_id": "a",
+        "upload_track_id": "t",
+        "metadata": {"s": "\ud800"},
+    },
+    "pubsub-metadata-1e400": _pubsub(
+        b'{"upload_id":"a","upload_track_id":"t","metadata":{"n":1e400}}'
+    ),
+    "pubsub-metadata-lone-surrogate": _pubsub(
+        b'{"upload_id":"a","upload_track_id":"t","metadata":{"s":"\\ud800"}}'
+    ),
+    "pubsub-nested-10000": _pubsub(b"[" * 10_000 + b"]" * 10_000),
+    "pubsub-path-in-id": _pubsub(b'{"upload_id":"../x","upload_track_id":"t"}'),
+}
+
+
+@pytest.mark.parametrize("data", UNUSABLE_EVENTS.values(), ids=UNUSABLE_EVENTS.keys())
+def test_an_event_that_can_never_succeed_is_logged_and_acknowledged_not_crashed(
+    scene: Scene, data: Any
+) -> None:
+    # Contract: logged at ERROR and acknowledged, so that it is not redelivered forever.
+    # A raise here makes main.py answer 500, and Eventarc redelivers the event.
+    try:
+        result = intake.handle_event(scene.harness.service, "event-1", data)
+    except Exception as crash:
+        pytest.fail(f"handle_event raised {crash!r}: the event would be redelivered forever")
+    assert result is None
+    [entry] = [e for e in scene.harness.logs.entries() if e["message"].startswith("event dropped")]
+    assert entry["severity"] == "ERROR"
+    scene.assert_nothing_went_out()
