@@ -74,6 +74,12 @@ def authenticate(authorization: str | None, token: str) -> bool:
     return False
 
 
+def _scheme(headers: Mapping[str, str]) -> str:
+    """The authentication scheme presented, for the log: never any part of a credential."""
+    scheme = (headers.get("authorization") or "").strip().partition(" ")[0].lower()
+    return scheme if scheme in ("bearer", "basic") else ("none" if not scheme else "other")
+
+
 def read_json_body(content_type: str | None, content_length: int | None, stream: IO[bytes]) -> Any:
     """The parsed JSON body, or `RequestRejected` (415, 413, 400). Reads at most 64 KiB + 1."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
@@ -126,10 +132,7 @@ def handle_http(
     assert settings.intake_token is not None  # noqa: S101
     tokens = settings.intake_token.reveal().split()  # several during a rotation
     if not any(authenticate(headers.get("authorization"), token) for token in tokens):
-        service.log.warning(
-            "intake refused: missing or wrong credentials",
-            scheme=(headers.get("authorization") or "").partition(" ")[0][:10] or None,
-        )
+        service.log.warning("intake refused: missing or wrong credentials", scheme=_scheme(headers))
         return error(
             401,
             "unauthorized",
