@@ -307,3 +307,13 @@ def test_queue_outage_answers_503_and_releases_the_claim(harness: Harness) -> No
     assert post(harness, request()).status == 503
     harness.queue.fail_with = None
     assert post(harness, request()).status in (200, 202)  # a retry is not taken for a duplicate
+
+
+def test_a_refusal_is_logged_with_the_scheme_only_never_the_credential(harness: Harness) -> None:
+    post(harness, request(), authorization="s3cr3t-token-without-scheme")
+    post(harness, request(), authorization="Bearer wrong-but-secret")
+    entries = [e for e in harness.logs.entries() if e["message"].startswith("intake refused")]
+    assert [e["scheme"] for e in entries] == ["other", "bearer"]
+    assert entries[0]["severity"] == "WARNING"
+    assert "s3cr3t" not in harness.logs.getvalue()
+    assert "wrong-but-secret" not in harness.logs.getvalue()
