@@ -65,7 +65,7 @@ class LocalTaskQueue:
         self._policies = dict(policies)
         self._names = dict(queue_names)
         self._log = log
-        self._session = session or requests.Session()
+        self._session = session or _loopback_session()
         self._deadline = dispatch_deadline
         self._clock = clock
         self._wall = wall
@@ -92,7 +92,8 @@ class LocalTaskQueue:
             due = now + max(delay, 0.0)
             entry = _Entry(due, next(self._seq), task, name, self._wall() + max(delay, 0.0))
             heapq.heappush(self._heap, entry)
-            self._cond.notify()
+            if self._heap[0] is entry:  # the scheduler sleeps until the earliest task: wake it
+                self._cond.notify()
         return True
 
     def pending(self) -> int:
@@ -180,12 +181,21 @@ class LocalTaskQueue:
             entry.eta_wall = self._wall() + delay
             entry.seq = next(self._seq)
             heapq.heappush(self._heap, entry)
-            self._cond.notify()
+            if self._heap[0] is entry:
+                self._cond.notify()
 
     def _finish(self, key: tuple[QueueRole, str]) -> None:
         with self._cond:
             self._pending.discard(key)
             self._reserved[key] = self._clock() + self._window
+
+
+def _loopback_session() -> requests.Session:
+    """A session that does not read proxy settings from the environment on every task
+    (the target is the local `poll_job`, never behind a proxy)."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -13,6 +13,7 @@ requests per deletion (the DELETE and one poll that finds the job done).
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,7 @@ class RateLimitReport:
     intake_bodies: dict[str, int]
     callbacks_per_request: dict[int, int]  # how many requests got n accepted callbacks
     failed_deliveries: int  # callback deliveries answered non-2xx or unverified
-    notes: list[str] = field(default_factory=list)
+    intake_seconds: list[float] = field(default_factory=list)  # each intake answer's time
 
     @property
     def rate(self) -> float:
@@ -71,6 +72,14 @@ class RateLimitReport:
     @property
     def share_429(self) -> float:
         return self.rate_limited / self.requests if self.requests else 0.0
+
+    @property
+    def intake_latency_median(self) -> float:
+        return statistics.median(self.intake_seconds) if self.intake_seconds else 0.0
+
+    @property
+    def intake_latency_max(self) -> float:
+        return max(self.intake_seconds, default=0.0)
 
     @property
     def exactly_one_callback(self) -> bool:
@@ -116,9 +125,16 @@ def run(
             }
             for index in range(deletions)
         ]
+
+        def submit(body: dict[str, Any]) -> tuple[requests.Response, float]:
+            sent = time.monotonic()
+            answer = stack.submit(body, timeout=60)
+            return answer, time.monotonic() - sent
+
         started = time.monotonic()
         with ThreadPoolExecutor(concurrency) as pool:
-            answers = list(pool.map(lambda body: stack.submit(body, timeout=60), bodies))
+            timed = list(pool.map(submit, bodies))
+        answers = [answer for answer, _ in timed]
         accepted = stack.receiver.wait_for(deletions, timeout=max(timeout - settle, 1.0))
         complete = len(accepted) >= deletions
         if complete:
@@ -146,6 +162,7 @@ def run(
             intake_bodies=dict(kinds),
             callbacks_per_request=dict(counts),
             failed_deliveries=failed,
+            intake_seconds=[seconds for _, seconds in timed],
         )
 
 

@@ -43,6 +43,8 @@ HORIZON_MARGIN = 0.1
 EM_ITERATIONS = 8
 #: Standard deviation, in log time, of the smoothing kernel (0.15: about +-15 %).
 BANDWIDTH = 0.15
+#: The grid spans at most this many of its largest steps (half the maximum delay).
+MAX_STEPS = 400
 #: Seconds within which two times count as the same.
 TOLERANCE = 1e-3
 #: Past the grid (a job slower than every one seen), wait this fraction of the elapsed time.
@@ -63,12 +65,17 @@ class Observation:
 
 
 def time_grid(
-    horizon: float, *, min_step: float = MIN_STEP, relative_step: float = RELATIVE_STEP
+    horizon: float,
+    *,
+    min_step: float = MIN_STEP,
+    relative_step: float = RELATIVE_STEP,
+    max_step: float = math.inf,
 ) -> tuple[float, ...]:
-    """Grid points from 0 to at least `horizon`: `min_step` apart near 0, then geometric."""
+    """Grid points from 0 to at least `horizon`: `min_step` apart near 0, then geometric,
+    never more than `max_step` apart."""
     points = [0.0]
     while points[-1] < horizon:
-        points.append(points[-1] + max(min_step, relative_step * points[-1]))
+        points.append(points[-1] + min(max(min_step, relative_step * points[-1]), max_step))
     if len(points) == 1:
         points.append(min_step)
     return tuple(points)
@@ -221,9 +228,15 @@ def optimal_plan(
 def learn_plan(
     observations: Sequence[Observation], *, max_delay: float, poll_cost: float = 1.0
 ) -> Plan:
-    """Estimate the durations from `observations`, then plan for them."""
-    horizon = max(o.high for o in observations) * (1 + HORIZON_MARGIN)
-    grid = time_grid(horizon)
+    """Estimate the durations from `observations`, then plan for them.
+
+    Grid points are at most half the maximum delay apart, so that every wait the plan
+    may choose is allowed; the grid stops after `MAX_STEPS` such steps (past it, waits
+    grow with the elapsed time, see `Plan.delay`).
+    """
+    max_step = max(max_delay / 2, MIN_STEP)
+    horizon = min(max(o.high for o in observations) * (1 + HORIZON_MARGIN), MAX_STEPS * max_step)
+    grid = time_grid(horizon, max_step=max_step)
     survival = estimate_survival(observations, grid)
     return optimal_plan(grid, survival, max_delay=max_delay, poll_cost=poll_cost)
 
@@ -255,18 +268,30 @@ class PollLearner:
         self._tracked = tracked
         self._fresh = 0
         self._plan: Plan | None = None
+        self._computing = False
         self._lock = threading.Lock()
 
     def observe(self, low: float, high: float) -> None:
-        """A job finished after `low` and by `high` seconds after its acceptance."""
+        """A job finished after `low` and by `high` seconds after its acceptance.
+
+        Every `refresh` observations the plan is computed again, outside the lock (one
+        computation at a time; calls to `plan` meanwhile use the previous one).
+        """
         with self._lock:
             self._observations.append(Observation.of(low, high))
             self._fresh += 1
-            if self._due():
-                self._plan = learn_plan(
-                    list(self._observations), max_delay=self.max_delay, poll_cost=self.poll_cost
-                )
-                self._fresh = 0
+            if self._computing or not self._due():
+                return
+            self._computing = True
+            self._fresh = 0
+            snapshot = list(self._observations)
+        try:
+            plan = learn_plan(snapshot, max_delay=self.max_delay, poll_cost=self.poll_cost)
+        finally:
+            with self._lock:
+                self._computing = False
+        with self._lock:
+            self._plan = plan
 
     def _due(self) -> bool:
         seen = len(self._observations)

@@ -4,8 +4,9 @@ Polls start `initial` seconds after the deletion was accepted, then the wait
 grows geometrically up to `maximum`, each wait spread by ±`jitter` so that many
 requests accepted together do not poll in lockstep. A `planner` (for instance
 `core.learning.PollLearner.plan`, learned from the jobs seen finishing) may
-replace that schedule; its waits are spread and capped the same way. Errors (429, 5xx, timeouts)
-back off exponentially, never sooner than the wait DatoCMS announced.
+replace that schedule; its waits are spread and capped the same way. Errors
+(429, 5xx, timeouts) back off exponentially, never sooner than the wait DatoCMS
+announced.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from adapters.callback_sender import CallbackSender, DeliveryResult
 from adapters.datocms import DatoCMSClient
 from adapters.log import Log
 from adapters.tasks import QueueRole, RetryPolicy, TaskQueue
+from core.learning import PollLearner
 from core.polling import PollPolicy
 from core.recent import RecentKeys
 from core.settings import Secret, Settings
@@ -57,12 +58,13 @@ class Service:
     claims: RecentKeys = field(default_factory=lambda: RecentKeys(DEDUP_SECONDS))
     spent: RecentKeys = field(default_factory=lambda: RecentKeys(DEDUP_SECONDS * 24))
 
+    #: What this process learned about job durations; None: the fixed schedule only.
+    learner: PollLearner | None = None
+
     @property
     def policy(self) -> PollPolicy:
-        s = self.settings
-        return PollPolicy(
-            initial=s.poll_initial_delay, maximum=s.poll_max_delay, timeout=s.poll_timeout
-        )
+        planner = self.learner.plan if self.learner is not None else None
+        return PollPolicy.from_settings(self.settings, planner)
 
 
 def build_queue(settings: Settings, log: Log) -> TaskQueue:
@@ -97,4 +99,5 @@ def build_service(settings: Settings, log: Log) -> Service:
         ),
         queue=build_queue(settings, log),
         sender=CallbackSender(allow_private=settings.callback_allow_private_networks),
+        learner=PollLearner(max_delay=settings.poll_max_delay),
     )

@@ -103,7 +103,19 @@ def _poll(service: Service, step: Step, log: Log) -> Action:
         _log_failure(log, failure)
         result = failure
     sent = not isinstance(result, NotSent)
-    return after_poll(step, result, service.wall(), service.policy, service.rand(), sent=sent)
+    now = service.wall()
+    _learn(service, step, result, elapsed=now - step.accepted_at)
+    return after_poll(step, result, now, service.policy, service.rand(), sent=sent)
+
+
+def _learn(service: Service, step: Step, result: object, *, elapsed: float) -> None:
+    """Tell this instance's learner what a poll saw: still running, or done by now."""
+    if service.learner is None or step.job_id is None:
+        return
+    if result is None:
+        service.learner.saw_pending(step.job_id, elapsed)
+    elif isinstance(result, Done):
+        service.learner.saw_done(step.job_id, elapsed)
 
 
 def _log_failure(log: Log, failure: DatoCMSError) -> None:

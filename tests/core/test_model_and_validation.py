@@ -143,3 +143,12 @@ def test_callback_body_matches_the_contract_and_its_schema() -> None:
 )
 def test_each_outcome_maps_to_its_event_type(status: str, event: str) -> None:
     assert Outcome(status).event_type == event  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["deletion_request", "task", "callback"])
+def test_each_schema_is_a_valid_draft_2020_12_schema(name: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((validation.SCHEMAS / f"{name}.json").read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    assert schema["$schema"].endswith("2020-12/schema")

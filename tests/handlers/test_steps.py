@@ -227,3 +227,22 @@ def test_callback_without_a_signing_secret_is_misconfigured(
 def test_methods_other_than_post_get_405(harness: Harness) -> None:
     reply = steps.handle_http(harness.service, method="GET", headers={}, stream=io.BytesIO(b""))
     assert reply.status == 405
+
+
+def test_polls_teach_the_instance_learner_what_they_saw(
+    harness: Harness, simulator: DatoCMSSimulator
+) -> None:
+    from core.learning import PollLearner
+
+    harness.service.learner = PollLearner(max_delay=30.0, min_observations=1)
+    simulator.add_track(UPLOAD, TRACK, job_seconds=0)
+    job_id = simulator_job(simulator, harness)
+    harness.clock[0] += 4.0
+    deliver(
+        harness,
+        make_step(harness, job_id="0123456789abcdef01234567", accepted_at=harness.clock[0] - 2.0),
+    )
+    deliver(harness, make_step(harness, job_id=job_id, accepted_at=harness.clock[0] - 4.0))
+    assert harness.service.learner.observations == 1  # the finished job; the pending one waits
+    assert harness.service.learner.current is not None
+    assert harness.service.policy.planner is not None

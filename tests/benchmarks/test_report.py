@@ -1,0 +1,73 @@
+"""`docs/PERFORMANCE.md` is rendered from results: figures, baselines, goals, and misses."""
+
+from __future__ import annotations
+
+from benchmarks.coldstart import ColdStartReport, ImportLine
+from benchmarks.polling import MixReport, Result
+from benchmarks.ratelimit import RateLimitReport
+from benchmarks.report import Results, render
+from benchmarks.throughput import ThroughputReport
+
+
+def results(*, cold: float = 0.5, throughput: float = 250.0) -> Results:
+    def mix(median: float, learned: float) -> MixReport:
+        baselines = [Result("JS client (1, 2, 3 s, ...)", 3.0, 1.0, 2.0)]
+        return MixReport(
+            median,
+            100,
+            baselines,
+            Result("service, fixed schedule", 3.0, 1.5, 3.0),
+            Result("service, learned planner", learned, 0.5, 1.0),
+            [1.0, 2.0],
+        )
+
+    limited = RateLimitReport(
+        deletions=10,
+        job_seconds=2.0,
+        elapsed=1.1,
+        complete=True,
+        requests=20,
+        rate_limited=0,
+        early=0,
+        deletes=10,
+        polls=10,
+        intake_statuses={202: 10},
+        intake_bodies={"pending": 10},
+        callbacks_per_request={1: 10},
+        failed_deliveries=0,
+        intake_seconds=[0.1] * 10,
+    )
+    imports = [
+        ImportLine("main", 100, 5000, 0),
+        ImportLine("handlers.intake", 200, 4000, 1),
+        ImportLine("jsonschema", 3000, 3500, 2),
+    ]
+    return Results(
+        polling=[mix(1.0, 1.5), mix(3.0, 1.8), mix(20.0, 2.0)],
+        ratelimit=limited,
+        coldstart=ColdStartReport(2, [cold, cold], [0.4, 0.4], imports, [], []),
+        throughput=ThroughputReport(1.0, 8, [throughput], [300.0], 0),
+        seconds=12.0,
+        learner_wired=True,
+        started="2026-11-28 12:00 UTC",
+    )
+
+
+def test_every_figure_stands_next_to_its_baseline_and_goal() -> None:
+    text = render(results())
+    for heading in ("## Summary", "## 1. Polling", "## 2. The rate", "## 3. Cold", "## 4. Intake"):
+        assert heading in text
+    assert "Every goal is met in this run." in text
+    assert (
+        "| 3 | cold start to first 2xx (median of 2) | 500 ms | 400 ms (hello world) | 1.25" in text
+    )
+    assert "`jsonschema`" in text
+
+
+def test_missed_goals_are_reported_with_the_reason() -> None:
+    text = render(results(cold=0.9, throughput=100.0))
+    assert "Goals not met, and why:" in text
+    assert "- 3: `delete_track` starts 2.25 x slower than a hello world" in text
+    assert "(of which jsonschema and its dependencies 3 ms" in text
+    assert "- 4: the intake serves under 0.6 x" in text
+    assert text.count("**not met**") == 2

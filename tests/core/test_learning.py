@@ -1,0 +1,194 @@
+"""The learned poll planner: estimates, dynamic programming and the learner's state."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+
+from core.learning import (
+    MIN_STEP,
+    Observation,
+    Plan,
+    PollLearner,
+    estimate_survival,
+    learn_plan,
+    optimal_plan,
+    time_grid,
+)
+from core.polling import PollPolicy
+
+
+def expected_cost(poll_times: list[float], durations: list[float]) -> float:
+    """Mean polls + lag of a fixed list of poll times (then every second past the list)."""
+    total = 0.0
+    for duration in durations:
+        polls, at = 0, 0.0
+        for at in poll_times:
+            polls += 1
+            if at >= duration:
+                break
+        while at < duration:
+            at += 1.0
+            polls += 1
+        total += polls + at - duration
+    return total / len(durations)
+
+
+def lognormal(median: float, count: int, seed: int = 7) -> list[float]:
+    rng = random.Random(seed)
+    return [median * math.exp(rng.gauss(0.0, 1.0)) for _ in range(count)]
+
+
+# --------------------------------------------------------------------------- grid and estimate
+
+
+def test_grid_starts_at_zero_reaches_the_horizon_and_widens_geometrically() -> None:
+    grid = time_grid(100.0)
+    assert grid[0] == 0.0
+    assert grid[-1] >= 100.0
+    assert grid[1] == pytest.approx(MIN_STEP)
+    assert all(b > a for a, b in itertools.pairwise(grid))
+    assert grid[-1] - grid[-2] > 10 * MIN_STEP  # far out, steps are relative
+
+
+def test_grid_steps_never_exceed_the_maximum_step() -> None:
+    grid = time_grid(500.0, max_step=2.0)
+    assert max(b - a for a, b in itertools.pairwise(grid)) <= 2.0 + 1e-9
+
+
+def test_exact_observations_give_the_empirical_survival_without_smoothing() -> None:
+    grid = time_grid(10.0)
+    observations = [Observation(d, d) for d in (1.0, 2.0, 3.0, 4.0)]
+    survival = estimate_survival(observations, grid, bandwidth=0.0)
+
+    def at(t: float) -> float:
+        return survival[grid.index(min(grid, key=lambda point: abs(point - t)))]
+
+    assert survival[0] == 1.0
+    assert at(0.5) == pytest.approx(1.0)
+    assert at(1.5) == pytest.approx(0.75)
+    assert at(2.6) == pytest.approx(0.5)
+    assert at(3.6) == pytest.approx(0.25)
+    assert survival[-1] == pytest.approx(0.0)
+
+
+def test_survival_estimate_is_a_distribution_that_falls_within_the_intervals() -> None:
+    grid = time_grid(12.0)
+    observations = [Observation(1.0, 3.0), Observation(2.0, 4.0), Observation(5.0, 9.0)]
+    survival = estimate_survival(observations, grid)
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(survival))
+    assert survival[0] == 1.0
+    assert survival[-1] == pytest.approx(0.0, abs=1e-9)
+    index = grid.index(min(grid, key=lambda t: abs(t - 4.5)))
+    assert survival[index] == pytest.approx(1 / 3, abs=0.02)  # two of three done by 4.5 s
+
+
+def test_observation_bounds_are_clamped_to_a_valid_interval() -> None:
+    assert Observation.of(-1.0, 2.0) == Observation(0.0, 2.0)
+    assert Observation.of(3.0, 2.0) == Observation(2.0, 2.0)
+
+
+# --------------------------------------------------------------------------- dynamic programming
+
+
+def test_jobs_that_always_take_two_seconds_get_one_poll_right_after() -> None:
+    grid = time_grid(3.0)
+    survival = tuple(1.0 if t < 2.0 - 1e-9 else 0.0 for t in grid)
+    plan = optimal_plan(grid, survival, max_delay=30.0)
+    first = plan.poll_times(1)[0]
+    assert 2.0 <= first <= 2.0 + MIN_STEP + 1e-9
+    assert plan.expected_cost == pytest.approx(1.0 + (first - 2.0), abs=0.06)
+
+
+def test_the_plan_is_no_worse_than_simple_schedules_on_the_distribution_it_was_made_for() -> None:
+    durations = lognormal(3.0, 4000)
+    plan = learn_plan([Observation(d, d) for d in durations], max_delay=30.0)
+    learned = expected_cost(plan.poll_times(200), durations)
+    js = expected_cost([n * (n + 1) / 2 for n in range(1, 200)], durations)
+    every_second = expected_cost([float(n) for n in range(1, 2000)], durations)
+    assert learned < js
+    assert learned < every_second
+    assert plan.expected_cost == pytest.approx(learned, rel=0.05)
+
+
+def test_no_planned_wait_is_longer_than_the_maximum_delay() -> None:
+    durations = lognormal(20.0, 2000)
+    plan = learn_plan([Observation(d, d) for d in durations], max_delay=5.0)
+    times = [0.0, *plan.poll_times(100)]
+    assert max(b - a for a, b in itertools.pairwise(times)) <= 5.0 + 1e-9
+
+
+def test_plan_delay_is_measured_from_the_elapsed_time_and_never_zero() -> None:
+    plan = Plan(grid=(0.0, 1.0, 2.0, 3.0), next_index=(2, 2, 3, 3), expected_cost=1.0, max_delay=30)
+    assert plan.delay(0.0) == pytest.approx(2.0)
+    assert plan.delay(0.4) == pytest.approx(1.6)
+    assert plan.delay(2.0 - 1e-7) == pytest.approx(1.0, abs=1e-6)  # a hair early counts as 2.0
+    assert plan.delay(2.5) > 0
+
+
+def test_past_every_job_seen_the_wait_grows_with_the_elapsed_time_up_to_the_maximum() -> None:
+    plan = Plan(grid=(0.0, 1.0, 2.0), next_index=(1, 2, 2), expected_cost=1.0, max_delay=30.0)
+    assert plan.delay(8.0) == pytest.approx(2.0)
+    assert plan.delay(1000.0) == 30.0
+
+
+# --------------------------------------------------------------------------- the learner
+
+
+def test_learner_plans_nothing_before_enough_jobs_finished() -> None:
+    learner = PollLearner(max_delay=30.0, min_observations=5)
+    for _ in range(4):
+        learner.observe(1.0, 2.0)
+    assert learner.plan(0.0, 0) is None
+    learner.observe(1.0, 2.0)
+    assert learner.plan(0.0, 0) is not None
+
+
+def test_policy_falls_back_to_the_fixed_schedule_until_the_learner_plans() -> None:
+    learner = PollLearner(max_delay=30.0, min_observations=3)
+    policy = PollPolicy(initial=1.0, maximum=30.0, timeout=900.0, planner=learner.plan)
+    assert policy.delay_after(0, 0.5) == 1.0
+    for _ in range(3):
+        learner.observe(4.9, 5.0)
+    assert policy.delay_after(0, 0.5) == pytest.approx(5.0, abs=0.3)
+    assert policy.delay_after(0, 1.0) == pytest.approx(1.1 * policy.delay_after(0, 0.5))
+
+
+def test_learner_takes_the_last_pending_poll_as_the_lower_bound() -> None:
+    learner = PollLearner(max_delay=30.0, min_observations=1)
+    learner.saw_pending("job-1", 1.0)
+    learner.saw_pending("job-1", 2.5)
+    learner.saw_done("job-1", 3.0)
+    learner.saw_done("job-2", 4.0)  # never seen pending by this process: finished in (0, 4]
+    assert learner.observations == 2
+    plan = learner.current
+    assert plan is not None
+    assert plan.poll_times(1)[0] <= 4.0
+
+
+def test_learner_memory_is_bounded() -> None:
+    learner = PollLearner(max_delay=30.0, window=50, tracked=10)
+    for n in range(500):
+        learner.saw_pending(f"job-{n}", 1.0)
+        learner.observe(1.0, 2.0)
+    assert learner.observations == 50
+    assert len(learner._pending) == 10
+
+
+def test_learners_fed_the_same_observations_plan_the_same() -> None:
+    first, second = PollLearner(max_delay=30.0), PollLearner(max_delay=30.0)
+    for duration in lognormal(3.0, 300):
+        for learner in (first, second):
+            learner.observe(duration * 0.7, duration * 1.2)
+    assert first.current == second.current
+    assert first.plan(2.0, 3) == second.plan(2.0, 3)
+
+
+def test_plan_depends_on_elapsed_time_not_on_the_number_of_polls() -> None:
+    learner = PollLearner(max_delay=30.0, min_observations=1)
+    for duration in lognormal(3.0, 100):
+        learner.observe(duration, duration)
+    assert learner.plan(4.0, 1) == learner.plan(4.0, 7)
