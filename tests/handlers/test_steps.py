@@ -242,7 +242,9 @@ def test_polls_teach_the_instance_learner_what_they_saw(
         harness,
         make_step(harness, job_id="0123456789abcdef01234567", accepted_at=harness.clock[0] - 2.0),
     )
-    deliver(harness, make_step(harness, job_id=job_id, accepted_at=harness.clock[0] - 4.0))
+    deliver(
+        harness, make_step(harness, job_id=job_id, accepted_at=harness.clock[0] - 4.0, number=2)
+    )
     assert harness.service.learner.observations == 1  # the finished job; the pending one waits
     assert harness.service.learner.current is not None
     assert harness.service.policy.planner is not None
