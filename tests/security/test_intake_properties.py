@@ -134,13 +134,23 @@ _RULES: dict[str, Callable[[Any], bool]] = {
 }
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
+
+
 def parse(body: bytes) -> tuple[bool | None, Any]:
-    """(parsed?, value), parsed as the contract says: strict UTF-8 JSON, no NaN/Infinity.
+    """(parsed?, value), parsed as the contract says: strict UTF-8 JSON, no NaN/Infinity,
+    no number too large for a float anywhere in the body (even under a repeated key).
 
     None: too deep for this parser, and the contract does not fix a depth.
     """
     try:
-        return True, json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        return True, json.loads(
+            body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite
+        )
     except RecursionError:
         return None, None
     except ValueError:
