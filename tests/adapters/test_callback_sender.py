@@ -10,7 +10,6 @@ sender had a bug.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import socket
 import ssl
 import threading
@@ -36,6 +35,7 @@ from adapters.callback_sender import (
     resolve_host,
     result_for_status,
 )
+from tests.netguard import loopback_guard
 
 BODY = b'{"type":"upload_track.deleted","data":{"request_id":"r-1"}}'
 SIGNED_HEADERS = {
@@ -46,47 +46,12 @@ SIGNED_HEADERS = {
 
 # --- the loopback-only guard -------------------------------------------------
 
-_real_getaddrinfo = socket.getaddrinfo
-_real_connect = socket.socket.connect
-_real_connect_ex = socket.socket.connect_ex
-
-
-def _is_loopback(host: object) -> bool:
-    try:
-        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
 
 @pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def loopback_only() -> Iterator[list[str]]:
     """Refuse, and record, any resolution or connection not to a loopback address."""
-    refused: list[str] = []
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _is_loopback(host):
-            refused.append(f"getaddrinfo({host!r})")
-            raise socket.gaierror(socket.EAI_NONAME, "blocked by the test guard")
-        return _real_getaddrinfo(host, *args, **kwargs)
-
-    def checked(sock: socket.socket, address: Any) -> None:
-        if sock.family not in (socket.AF_INET, socket.AF_INET6) or not _is_loopback(address[0]):
-            refused.append(f"connect({address!r})")
-            raise OSError("blocked by the test guard")
-
-    def connect(sock: socket.socket, address: Any) -> None:
-        checked(sock, address)
-        _real_connect(sock, address)
-
-    def connect_ex(sock: socket.socket, address: Any) -> int:
-        checked(sock, address)
-        return _real_connect_ex(sock, address)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket, "gethostbyname", refused.append)
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    yield refused
+    with loopback_guard() as refused:
+        yield refused
     assert refused == [], "a test tried to reach a non-loopback address"
 
 

@@ -17,9 +17,8 @@ import contextlib
 import json
 import re
 import secrets
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -28,16 +27,13 @@ from adapters.cloud_tasks import CloudTasksQueue
 from devstack.receiver import CallbackReceiver, Delivery
 from devstack.stack import FunctionProcess, LocalStack
 from devstack.tasks_emulator import TasksEmulator
+from tests.e2e.waiting import stays_unchanged, wait_until
 
 PROJECT = "P"
 LOCATION = "L"
 STEPS = "steps"
 CALLBACKS = "callbacks"
 INVOKER = "invoker@P.iam.gserviceaccount.com"
-WAIT = 15.0  # upper bound for a whole request; one takes about 1 s here
-QUIET = 1.0  # ten emulator dispatch rounds: long enough for a redelivery to show up
-
-T = TypeVar("T")
 
 
 def queue_path(queue: str) -> str:
@@ -62,29 +58,6 @@ def cloud_tasks_env(emulator: TasksEmulator, **extra: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- waiting
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    """Poll `probe` every 50 ms until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def stays_unchanged(probe: Callable[[], Any], seconds: float = QUIET) -> Any:
-    """Watch `probe` for `seconds`; return its value, failing as soon as it changes."""
-    before = probe()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = probe()
-        assert now == before, f"changed during the quiet window: {before!r} -> {now!r}"
-    return before
 
 
 # --------------------------------------------------------------------------- helpers

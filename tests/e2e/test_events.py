@@ -10,9 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
@@ -20,39 +19,13 @@ from standardwebhooks.webhooks import Webhook
 
 from devstack.receiver import Delivery
 from devstack.stack import FunctionProcess, LocalStack
+from tests.e2e.waiting import stays_unchanged, wait_until
 
-WAIT = 15.0
-QUIET = 1.0  # the local queue retries callbacks after 0.2 s: a second delivery would show
 PUBSUB_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 PUBSUB_SOURCE = "//pubsub.googleapis.com/projects/P/topics/track-deletions"
 
-T = TypeVar("T")
-
 
 # --------------------------------------------------------------------------- waiting
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    """Poll `probe` every 50 ms until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def stays_unchanged(probe: Callable[[], Any], seconds: float = QUIET) -> Any:
-    """Watch `probe` for `seconds`; return its value, failing as soon as it changes."""
-    before = probe()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = probe()
-        assert now == before, f"changed during the quiet window: {before!r} -> {now!r}"
-    return before
 
 
 # --------------------------------------------------------------------------- events

@@ -11,12 +11,9 @@ test fails if anything was refused.
 from __future__ import annotations
 
 import io
-import ipaddress
 import json
 import re
-import socket
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -26,6 +23,7 @@ from devstack.datocms_simulator import DatoCMSSimulator, RequestRecord
 from handlers import intake
 from handlers.responses import Reply
 from tests.conftest import Harness
+from tests.netguard import loopback_guard as loopback_guard  # re-exported for the modules here
 
 UPLOAD = "q0VNpiNQSkG6z0lif_O1zg"
 TRACK = "xBe7u01029ipxBLQhYzZCJ1cke01zCkuUsgnYtH0017nNzbpv2YcsoMDmw"
@@ -145,57 +143,6 @@ HOSTILE_CALLBACKS = {
     "too-long-2049": "https://hooks.example.com/"
     + "a" * (2049 - len("https://hooks.example.com/")),
 }
-
-
-# --- the loopback-only guard -------------------------------------------------
-
-_real_getaddrinfo = socket.getaddrinfo
-_real_connect = socket.socket.connect
-_real_connect_ex = socket.socket.connect_ex
-
-
-def _is_loopback(host: object) -> bool:
-    try:
-        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-@contextmanager
-def loopback_guard() -> Iterator[list[str]]:
-    """Refuse, and record, any name resolution or connection not to a loopback address."""
-    refused: list[str] = []
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _is_loopback(host):
-            refused.append(f"getaddrinfo({host!r})")
-            raise socket.gaierror(socket.EAI_NONAME, "blocked by the test guard")
-        return _real_getaddrinfo(host, *args, **kwargs)
-
-    def by_name(host: Any, *args: Any, **kwargs: Any) -> Any:
-        refused.append(f"gethostbyname({host!r})")
-        raise socket.gaierror(socket.EAI_NONAME, "blocked by the test guard")
-
-    def checked(sock: socket.socket, address: Any) -> None:
-        if sock.family not in (socket.AF_INET, socket.AF_INET6) or not _is_loopback(address[0]):
-            refused.append(f"connect({address!r})")
-            raise OSError("blocked by the test guard")
-
-    def connect(sock: socket.socket, address: Any) -> None:
-        checked(sock, address)
-        _real_connect(sock, address)
-
-    def connect_ex(sock: socket.socket, address: Any) -> int:
-        checked(sock, address)
-        return _real_connect_ex(sock, address)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket, "getaddrinfo", getaddrinfo)
-        patch.setattr(socket, "gethostbyname", by_name)
-        patch.setattr(socket, "gethostbyname_ex", by_name)
-        patch.setattr(socket.socket, "connect", connect)
-        patch.setattr(socket.socket, "connect_ex", connect_ex)
-        yield refused
 
 
 # --- what went out ----------------------------------------------------------
