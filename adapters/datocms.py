@@ -206,16 +206,19 @@ class DatoCMSClient:
         self._verify: bool | str = settings["verify"] if settings["verify"] is not None else True
 
     def delete_track(
-        self, upload_id: str, track_id: str, environment: str | None
+        self, upload_id: str, track_id: str, environment: str | None, *, log: Log | None = None
     ) -> datocms.Job | datocms.Done:
+        """`DELETE` the track. `log` (bound to the request's ids) records the call."""
         path = f"/uploads/{quote(upload_id, safe='')}/tracks/{quote(track_id, safe='')}"
-        status, headers, body = self._call("DELETE", path, environment)
+        status, headers, body = self._call("DELETE", path, environment, log or self._log)
         return datocms.interpret_delete(status, headers, body)
 
-    def job_result(self, job_id: str, environment: str | None) -> datocms.Job | datocms.Done | None:
-        status, headers, body = self._call(
-            "GET", f"/job-results/{quote(job_id, safe='')}", environment
-        )
+    def job_result(
+        self, job_id: str, environment: str | None, *, log: Log | None = None
+    ) -> datocms.Job | datocms.Done | None:
+        """`GET` the job's result: None while it runs."""
+        path = f"/job-results/{quote(job_id, safe='')}"
+        status, headers, body = self._call("GET", path, environment, log or self._log)
         return datocms.interpret_job_result(status, headers, body)
 
     def _hold(self) -> None:
@@ -233,14 +236,14 @@ class DatoCMSClient:
             self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
     def _call(
-        self, method: str, path: str, environment: str | None
+        self, method: str, path: str, environment: str | None, log: Log
     ) -> tuple[int, Mapping[str, str], bytes]:
         self._hold()
         ticket = self._pacer.acquire()
         status: int | None = None
         answer_headers: Mapping[str, str] = {}
         try:
-            status, answer_headers, body = self._send(method, path, environment)
+            status, answer_headers, body = self._send(method, path, environment, log)
         finally:
             self._pacer.settle(ticket, status, answer_headers)
         if status == 429:
@@ -248,7 +251,7 @@ class DatoCMSClient:
         return status, answer_headers, body
 
     def _send(
-        self, method: str, path: str, environment: str | None
+        self, method: str, path: str, environment: str | None, log: Log
     ) -> tuple[int, Mapping[str, str], bytes]:
         headers = {
             "Authorization": f"Bearer {self._token.reveal()}",
@@ -273,16 +276,16 @@ class DatoCMSClient:
                 body = answer.raw.read(MAX_ANSWER_BYTES, decode_content=True)
                 status, answer_headers = answer.status_code, answer.headers
         except requests.Timeout:
-            self._log.warning("DatoCMS call timed out", method=method, path=path)
+            log.warning("DatoCMS call timed out", method=method, path=path)
             raise DatoCMSUnavailable("DatoCMS did not answer in time", code="TIMEOUT") from None
         except requests.RequestException as error:
-            self._log.warning(
+            log.warning(
                 "DatoCMS call failed", method=method, path=path, reason=type(error).__name__
             )
             raise DatoCMSUnavailable(
                 "the connection to DatoCMS failed", code="CONNECTION_ERROR"
             ) from None
-        self._log.info(
+        log.info(
             "DatoCMS answered",
             method=method,
             path=path,

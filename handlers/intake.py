@@ -253,7 +253,7 @@ def _submit_claimed(
     result: Job | Done | DatoCMSError
     try:
         result = service.datocms.delete_track(
-            request.upload_id, request.upload_track_id, environment
+            request.upload_id, request.upload_track_id, environment, log=log
         )
     except (DatoCMSAuthError, DatoCMSBadResponse) as failure:
         log.error(

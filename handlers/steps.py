@@ -86,7 +86,7 @@ def _delete(service: Service, step: Step, log: Log) -> Action:
     result: Job | Done | DatoCMSError
     try:
         result = service.datocms.delete_track(
-            step.request.upload_id, step.request.upload_track_id, step.environment
+            step.request.upload_id, step.request.upload_track_id, step.environment, log=log
         )
     except DatoCMSError as failure:
         _log_failure(log, failure)
@@ -98,7 +98,7 @@ def _poll(service: Service, step: Step, log: Log) -> Action:
     assert step.job_id is not None  # noqa: S101 (the task schema requires it)
     result: Job | Done | DatoCMSError | None
     try:
-        result = service.datocms.job_result(step.job_id, step.environment)
+        result = service.datocms.job_result(step.job_id, step.environment, log=log)
     except DatoCMSError as failure:
         _log_failure(log, failure)
         result = failure

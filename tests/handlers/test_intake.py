@@ -317,3 +317,11 @@ def test_a_refusal_is_logged_with_the_scheme_only_never_the_credential(harness: 
     assert entries[0]["severity"] == "WARNING"
     assert "s3cr3t" not in harness.logs.getvalue()
     assert "wrong-but-secret" not in harness.logs.getvalue()
+
+
+def test_the_datocms_call_is_logged_with_the_requests_ids(harness: Harness) -> None:
+    reply = post(harness, request())
+    [entry] = [e for e in harness.logs.entries() if e["message"] == "DatoCMS answered"]
+    assert entry["request_id"] == reply.body["request_id"]
+    assert (entry["upload_id"], entry["upload_track_id"]) == (UPLOAD, TRACK)
+    assert entry["http_status"] == 202
