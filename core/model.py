@@ -131,9 +131,24 @@ class Step:
 
     @property
     def name(self) -> str:
-        """The deterministic task name of this step."""
+        """The deterministic task name of this step.
+
+        The intake's task is `<request_id>-1`: the queue's de-duplication of that
+        name is what makes a repeated request a duplicate (for about an hour).
+        Every later task also names the acceptance it belongs to, so that a new
+        request for the same track, after that hour, never runs into the old
+        chain's task names (still retrying, or remembered by the queue).
+        """
+        if self.number == 1 and self.kind != "callback":
+            return f"{self.request_id}-1"
         suffix = "cb" if self.kind == "callback" else str(self.number)
-        return f"{self.request_id}-{suffix}"
+        return f"{self.request_id}-{int(self.accepted_at * 1000):x}-{suffix}"
+
+    @property
+    def identity(self) -> str:
+        """Unique to this step of this acceptance (what "already carried out" remembers)."""
+        suffix = "cb" if self.kind == "callback" else str(self.number)
+        return f"{self.request_id}-{int(self.accepted_at * 1000):x}-{suffix}"
 
     def next(self, kind: StepKind, **changes: Any) -> Step:
         """The step that follows this one."""

@@ -51,15 +51,19 @@ def handle_http(
     if step.not_after < now:
         log.warning("task expired; ignored", step=step.kind)
         return Reply(200, {"status": "expired"})
-    if service.spent.seen(step.name, now):
-        log.info("task already carried out; ignored", step=step.kind)
+    if not service.spent.claim(step.identity, now):  # claimed before running: one at a time
+        log.info("task already carried out (or running); ignored", step=step.kind)
         return Reply(200, {"status": "already_done"})
-    if step.kind == "callback":
-        reply = deliver_callback(service, step, headers, log)
-    else:
-        reply = run_step(service, step, log)
-    if 200 <= reply.status < 300:
-        service.spent.claim(step.name, now)
+    try:
+        if step.kind == "callback":
+            reply = deliver_callback(service, step, headers, log)
+        else:
+            reply = run_step(service, step, log)
+    except BaseException:
+        service.spent.release(step.identity)
+        raise
+    if not 200 <= reply.status < 300:
+        service.spent.release(step.identity)  # the queue retries it: let the retry run
     return reply
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from core.datocms import Done, Job
@@ -32,6 +34,8 @@ def step(kind: str = "delete", **changes: object) -> Step:
         not_after=T0 + 10_000,
         job_id="j1" if kind == "poll" else None,
     )
+    if "accepted_at" in changes:
+        base = replace(base, accepted_at=changes.pop("accepted_at"))  # type: ignore[arg-type]
     return base.next(kind, **changes) if changes else base  # type: ignore[arg-type]
 
 
@@ -165,6 +169,16 @@ def test_a_new_job_from_the_poll_is_followed() -> None:
 def test_step_names_are_deterministic_and_distinct_per_step() -> None:
     first = step()
     second = first.next("poll", job_id="j")
-    assert first.name != second.name
+    assert first.name == f"{first.request_id}-1"  # the intake's task: the duplicate check
     assert first.name == step().name
-    assert second.next("callback").name == f"{first.request_id}-cb"
+    assert second.name != first.name and second.name == first.next("poll", job_id="j").name
+    assert second.next("callback").name.endswith("-cb")
+    assert second.next("callback").name.startswith(first.request_id)
+
+
+def test_a_later_acceptance_of_the_same_request_never_reuses_the_old_chains_names() -> None:
+    old, new = step(), step(accepted_at=T0 + 7200)
+    assert old.name == new.name  # the same duplicate check ...
+    for kind in ("poll", "callback"):
+        assert old.next(kind).name != new.next(kind).name  # ... but distinct chains
+    assert old.identity != new.identity

@@ -306,7 +306,11 @@ def test_a_duplicate_event_leads_to_one_delete_and_one_callback(
     assert attempts == 1
     assert stack.simulator.count("DELETE", delete_path(request)) == 1
     messages = [e["message"] for e in event_logs(stack.functions["delete_track_event"], event_id)]
-    assert messages == ["deletion accepted; polling scheduled", "duplicate request (same instance)"]
+    assert messages == [
+        "DatoCMS answered",
+        "deletion accepted; polling scheduled",
+        "duplicate request (same instance)",
+    ]
 
 
 @pytest.mark.parametrize("missing", ["unset", "empty"])

@@ -248,3 +248,35 @@ def test_polls_teach_the_instance_learner_what_they_saw(
     assert harness.service.learner.observations == 1  # the finished job; the pending one waits
     assert harness.service.learner.current is not None
     assert harness.service.policy.planner is not None
+
+
+def test_the_same_callback_task_delivered_twice_at_once_is_sent_once(harness: Harness) -> None:
+    import threading
+
+    step = callback_step(harness)
+    entered, release = threading.Event(), threading.Event()
+    original = harness.sender.deliver
+
+    def slow_deliver(url: str, body: bytes, headers: dict[str, str]) -> DeliveryResult:
+        entered.set()
+        release.wait(5)
+        return original(url, body, headers)
+
+    harness.sender.deliver = slow_deliver  # type: ignore[method-assign]
+    first: list[Reply] = []
+    worker = threading.Thread(target=lambda: first.append(deliver(harness, step)))
+    worker.start()
+    assert entered.wait(5)
+    second = deliver(harness, step)
+    release.set()
+    worker.join(5)
+    assert second.body == {"status": "already_done"}
+    assert first[0].body["status"] == "delivered"
+    assert len(harness.sender.sent) == 1
+
+
+def test_a_failed_attempt_does_not_block_the_queues_retry(harness: Harness) -> None:
+    step = callback_step(harness)
+    harness.sender.answers = [FAILED]
+    assert deliver(harness, step).status == 502
+    assert deliver(harness, step, retry_count=1).body["status"] == "delivered"

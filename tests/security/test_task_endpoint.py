@@ -351,7 +351,7 @@ def test_a_genuine_finish_task_delivered_twice_queues_one_callback(scene: Scene)
     body = seal(harness, step)
     assert deliver(harness, body).status == 200
     assert deliver(harness, body).body == {"status": "already_done"}
-    assert [name for _, _, name in harness.queue.enqueued] == [f"{step.request_id}-cb"]
+    assert [name for _, _, name in harness.queue.enqueued] == [step.next("callback").name]
     assert harness.sender.sent == []
 
 
