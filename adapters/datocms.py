@@ -207,7 +207,7 @@ class DatoCMSClient:
 
     def delete_track(
         self, upload_id: str, track_id: str, environment: str | None, *, log: Log | None = None
-    ) -> datocms.Job | datocms.Done:
+    ) -> datocms.Job:
         """`DELETE` the track. `log` (bound to the request's ids) records the call."""
         path = f"/uploads/{quote(upload_id, safe='')}/tracks/{quote(track_id, safe='')}"
         status, headers, body = self._call("DELETE", path, environment, log or self._log)

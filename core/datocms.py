@@ -4,8 +4,8 @@ The HTTP adapter (`adapters.datocms`) sends requests and hands the answers
 here; nothing in this module does I/O. Facts from the reference:
 
 - success of `DELETE /uploads/{id}/tracks/{id}` is `202` + `{"data": {"type": "job", "id"}}`;
-  any endpoint may turn asynchronous, so a `202` + job is understood everywhere,
-  and a synchronous 2xx with the deleted track is understood too;
+  any endpoint may turn asynchronous, so a `202` + job is understood everywhere
+  (a job result may itself hand over a new job);
 - `GET /job-results/{id}` answers `404` while the job runs, `200` + `job_result`
   (`status`, `payload`, unknown attributes tolerated) when it is final;
 - errors are `{"data": [{"type": "api_error", "attributes": {"code", "transient"?}}]}`,
@@ -160,21 +160,20 @@ def _job(document: Any) -> Job | None:
     return None
 
 
-def interpret_delete(status: int, headers: Mapping[str, str], body: bytes) -> Job | Done:
-    """The meaning of the answer to `DELETE /uploads/{id}/tracks/{id}`."""
+def interpret_delete(status: int, headers: Mapping[str, str], body: bytes) -> Job:
+    """The meaning of the answer to `DELETE /uploads/{id}/tracks/{id}`: its job.
+
+    The documented success is `202` + job; any other 2xx is not the documented
+    shape (the contract answers it `502`).
+    """
     if not 200 <= status < 300:
         raise error_from(status, headers, body)
-    if status == 204:
-        return Done(204, None)
-    document = _json(body)
-    job = _job(document)
-    if job is not None:
-        return job
-    if isinstance(document, dict) and isinstance(document.get("data"), dict):
-        return Done(status, document)  # answered synchronously with the deleted track
-    raise DatoCMSBadResponse(
-        "DatoCMS answered the deletion with an undocumented body", http_status=status
-    )
+    job = _job(_json(body))
+    if job is None:
+        raise DatoCMSBadResponse(
+            "DatoCMS answered the deletion with an undocumented body", http_status=status
+        )
+    return job
 
 
 def interpret_job_result(status: int, headers: Mapping[str, str], body: bytes) -> Job | Done | None:

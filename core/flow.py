@@ -62,18 +62,24 @@ def _retry(
 
 
 def after_delete(
-    current: Step, result: Job | Done | DatoCMSError, now: float, policy: PollPolicy, rand: float
+    current: Step, result: Job | DatoCMSError, now: float, policy: PollPolicy, rand: float
 ) -> Action:
-    """What follows a DELETE: poll its job, finish, or try the DELETE again."""
+    """What follows a DELETE: poll its job, finish, or try the DELETE again.
+
+    At the intake (step 0) the next step is always scheduled: only a task can
+    find the deadline passed, so the intake's answer is one of the contract's.
+    """
+    if isinstance(result, DatoCMSRefused):
+        return Finish(outcome_of_refusal(result), current.polls)
     if isinstance(result, Job):
         first_poll = current.next("poll", job_id=result.id, failures=0)
         delay = policy.delay_after(0, rand, elapsed=now - current.accepted_at)
-        return _later(first_poll, delay, now, policy, current.polls)
-    if isinstance(result, Done):
-        return Finish(outcome_of(result, None), current.polls)
-    if isinstance(result, DatoCMSRefused):
-        return Finish(outcome_of_refusal(result), current.polls)
-    return _retry(current, result, now=now, policy=policy, rand=rand, polls=current.polls)
+    else:
+        first_poll = current.next(current.kind, failures=current.failures + 1)
+        delay = policy.retry_delay(first_poll.failures, result.retry_after, rand)
+    if current.number == 0:
+        return Schedule(first_poll, delay)
+    return _later(first_poll, delay, now, policy, current.polls)
 
 
 def after_poll(

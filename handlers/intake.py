@@ -17,7 +17,7 @@ from typing import IO, Any, Literal
 
 from adapters.log import Log, trace_field
 from core import validation
-from core.datocms import Done, Job
+from core.datocms import Job
 from core.errors import (
     DatoCMSAuthError,
     DatoCMSBadResponse,
@@ -37,9 +37,7 @@ from handlers.service import Service
 
 MAX_BODY = 64 * 1024
 
-SubmissionStatus = Literal[
-    "pending", "queued", "duplicate", "not_found", "refused", "deleted", "timed_out"
-]
+SubmissionStatus = Literal["pending", "queued", "duplicate", "not_found", "refused"]
 
 
 @dataclass(frozen=True)
@@ -176,7 +174,7 @@ def answer(service: Service, request: DeletionRequest, log: Log) -> Reply:
             details={"datocms_code": done.error["code"], "http_status": done.error["http_status"]},
             request_id=done.request_id,
         )
-    return Reply(200, body)  # duplicate, not_found, deleted (synchronously), timed_out
+    return Reply(200, body)  # duplicate, not_found
 
 
 # ---------------------------------------------------------------------------
@@ -250,7 +248,7 @@ def _submit_claimed(
         number=0,
         not_after=chain.step_not_after(now, service),
     )
-    result: Job | Done | DatoCMSError
+    result: Job | DatoCMSError
     try:
         result = service.datocms.delete_track(
             request.upload_id, request.upload_track_id, environment, log=log
@@ -286,11 +284,11 @@ def _accepted(request_id: str, action: Schedule | Finish, log: Log) -> Submissio
             return Submission("pending", request_id, job_id=action.step.job_id)
         log.warning("DatoCMS unavailable; deletion queued", delay_seconds=round(action.delay, 3))
         return Submission("queued", request_id)
-    outcome = action.outcome
+    outcome = action.outcome  # at the intake: a refusal, or a track that does not exist
     log.info("deletion finished at intake", status=outcome.status, job_id=outcome.job_id)
     if outcome.status == "failed":
         return Submission("refused", request_id, error=outcome.error)
-    return Submission(outcome.status, request_id, job_id=outcome.job_id)
+    return Submission("not_found", request_id)
 
 
 # ---------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def run_step(service: Service, step: Step, log: Log) -> Reply:
 
 
 def _delete(service: Service, step: Step, log: Log) -> Action:
-    result: Job | Done | DatoCMSError
+    result: Job | DatoCMSError
     try:
         result = service.datocms.delete_track(
             step.request.upload_id, step.request.upload_track_id, step.environment, log=log

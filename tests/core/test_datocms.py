@@ -91,18 +91,11 @@ def test_a_202_job_from_the_job_result_endpoint_is_followed() -> None:
     ) == datocms.Job("77")
 
 
-def test_synchronous_delete_with_the_track_is_final() -> None:
+@pytest.mark.parametrize("status", [200, 204])
+def test_a_synchronous_2xx_to_the_delete_is_not_the_documented_shape(status: int) -> None:
     body = b'{"data": {"type": "upload_track", "id": "t", "attributes": {"type": "audio"}}}'
-    done = datocms.interpret_delete(200, JSON, body)
-    assert isinstance(done, datocms.Done)
-    assert datocms.outcome_of(done, None).track == {
-        "type": "audio",
-        "name": None,
-        "language_code": None,
-        "closed_captions": None,
-        "status": None,
-        "error": None,
-    }
+    with pytest.raises(DatoCMSBadResponse):
+        datocms.interpret_delete(status, JSON, body if status == 200 else b"")
 
 
 @pytest.mark.parametrize(

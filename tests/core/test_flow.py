@@ -69,11 +69,13 @@ def test_delete_of_a_missing_track_finishes_not_found() -> None:
     assert isinstance(action, Finish) and action.outcome.status == "not_found"
 
 
-def test_synchronous_delete_finishes_deleted() -> None:
-    action = after_delete(
-        step(), Done(200, {"data": {"attributes": {"type": "audio"}}}), T0, POLICY, 0.5
-    )
-    assert isinstance(action, Finish) and action.outcome.status == "deleted"
+def test_the_intake_always_schedules_even_past_the_deadline() -> None:
+    intake = replace(step(), number=0)
+    late = T0 + POLICY.timeout + 5
+    queued = after_delete(intake, DatoCMSUnavailable("503"), late, POLICY, 0.5)
+    pending = after_delete(intake, Job("1"), late, POLICY, 0.5)
+    assert isinstance(queued, Schedule) and queued.step.kind == "delete"
+    assert isinstance(pending, Schedule) and pending.step.kind == "poll"
 
 
 def test_rate_limited_delete_is_retried_no_sooner_than_the_reset() -> None:
