@@ -182,6 +182,11 @@ class Settings:
                 callback_keys.append(decode_webhook_secret(part))
             except ValueError:
                 raise Misconfigured(["CALLBACK_SIGNING_SECRET"], "malformed") from None
+        intake = _text(env, "INTAKE_TOKEN") or ""
+        if any(len(token) < 16 for token in intake.split()):
+            # Several tokens are space-separated (rotation): a passphrase must not
+            # turn into several short tokens that each authenticate.
+            raise Misconfigured(["INTAKE_TOKEN"], "too short (16+ characters per token)")
         task_keys = tuple(
             part.encode() for part in (_text(env, "TASK_SIGNING_SECRET") or "").split()
         )

@@ -154,7 +154,9 @@ def deliver_callback(service: Service, step: Step, headers: Mapping[str, str], l
     if result.delivered:
         log.info("callback delivered", attempt=attempt, http_status=result.status, target=target)
         return Reply(200, {"status": "delivered", "attempt": attempt})
-    last = attempt >= settings.callback_max_attempts or not result.retryable
+    # The contract: retried until 2xx or the budget is spent, whatever the failure
+    # (410 Gone and a host refused at send time included).
+    last = attempt >= settings.callback_max_attempts
     if last:
         log.error(
             "callback dead-lettered",

@@ -12,7 +12,7 @@ from core.settings import VARIABLES, Secret, Settings, decode_webhook_secret
 KEY = base64.b64encode(b"k" * 32).decode()
 FULL = {
     "DATOCMS_API_TOKEN": "dato",
-    "INTAKE_TOKEN": "intake",
+    "INTAKE_TOKEN": "intake-token-0123456789",
     "TASK_SIGNING_SECRET": "t" * 32,
     "CALLBACK_SIGNING_SECRET": f"whsec_{KEY}",
 }
@@ -71,6 +71,7 @@ def test_callback_queue_defaults_to_the_tasks_queue() -> None:
         ("CALLBACK_SIGNING_SECRET", "not-whsec"),
         ("CALLBACK_SIGNING_SECRET", "whsec_" + base64.b64encode(b"short").decode()),
         ("TASK_SIGNING_SECRET", "short"),
+        ("INTAKE_TOKEN", "correct horse battery staple"),
     ],
 )
 def test_malformed_values_are_misconfigurations_naming_the_variable(name: str, value: str) -> None:
@@ -95,7 +96,7 @@ def test_rotation_accepts_several_space_separated_secrets() -> None:
 def test_secrets_never_show_in_a_repr() -> None:
     settings = Settings.from_env(FULL)
     assert "dato" not in repr(settings.datocms_api_token)
-    assert "intake" not in f"{settings.intake_token}"
+    assert "intake-token" not in f"{settings.intake_token}"
     assert Secret("x") == Secret("x") and Secret("x").reveal() == "x"
 
 

@@ -200,12 +200,12 @@ def test_last_attempt_dead_letters_with_the_whole_body_and_answers_200(harness: 
     assert "/done" not in json.dumps(entry)
 
 
-def test_a_receiver_answering_410_is_not_retried(harness: Harness) -> None:
+def test_a_receiver_answering_410_is_retried_until_the_budget_is_spent(harness: Harness) -> None:
     step = callback_step(harness)
-    harness.sender.answers = [
-        DeliveryResult(delivered=False, status=410, reason="gone", retryable=False)
-    ]
-    assert deliver(harness, step).body["status"] == "dead_lettered"
+    gone = DeliveryResult(delivered=False, status=410, reason="gone", retryable=False)
+    harness.sender.answers = [gone, gone]
+    assert deliver(harness, step).status == 502
+    assert deliver(harness, step, retry_count=2).body["status"] == "dead_lettered"
 
 
 def test_callback_without_a_signing_secret_is_misconfigured(
