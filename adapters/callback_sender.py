@@ -36,11 +36,13 @@ Retryable or not (`DeliveryResult.retryable`):
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import certifi
 import urllib3
@@ -144,6 +146,30 @@ class Urllib3Transport:
         self._ca_certs = ca_certs if ca_certs is not None else certifi.where()
 
     def __call__(self, request: PinnedRequest) -> int:
+        """One exchange, bounded as a whole by `request.timeout`: socket timeouts bound
+        each read only, so a receiver dripping its answer byte by byte is cut off."""
+        opened: list[socket.socket] = []
+        expired = threading.Event()
+
+        def cut_off() -> None:
+            expired.set()
+            for sock in opened:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(request.timeout, cut_off)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return self._exchange(request, opened)
+        except TransportError as exc:
+            if expired.is_set():
+                raise TransportError("timed out waiting for the receiver", sent=True) from exc
+            raise
+        finally:
+            watchdog.cancel()
+
+    def _exchange(self, request: PinnedRequest, opened: list[socket.socket]) -> int:
         timeout = urllib3.Timeout(connect=request.timeout, read=request.timeout)
         pool: urllib3.HTTPConnectionPool
         if request.scheme == "https":
@@ -162,6 +188,7 @@ class Urllib3Transport:
             pool = urllib3.HTTPConnectionPool(
                 host=request.ip, port=request.port, maxsize=1, retries=False, timeout=timeout
             )
+        pool.ConnectionCls = _watched(pool.ConnectionCls, opened)
         with pool:
             try:
                 response = pool.urlopen(
@@ -195,6 +222,17 @@ class Urllib3Transport:
             finally:
                 response.close()
             return response.status
+
+
+def _watched(base: type[Any], opened: list[socket.socket]) -> type[Any]:
+    """`base` (a urllib3 connection class) that records each socket it opens."""
+
+    class Watched(base):  # type: ignore[misc]
+        def connect(self) -> None:
+            super().connect()
+            opened.append(self.sock)
+
+    return Watched
 
 
 class CallbackSender:

@@ -135,10 +135,21 @@ def _log_failure(log: Log, failure: DatoCMSError) -> None:
 def deliver_callback(service: Service, step: Step, headers: Mapping[str, str], log: Log) -> Reply:
     """One delivery attempt; the last allowed attempt dead-letters instead of failing."""
     settings = service.settings
-    settings.require("CALLBACK_SIGNING_SECRET")
     url = step.request.callback_url
     assert url is not None and step.callback is not None  # noqa: S101 (schema and chain)
     attempt = _retry_count(headers) + 1
+    target = _redacted(url, settings.callback_allow_private_networks)
+    if not settings.callback_signing_keys and attempt >= settings.callback_max_attempts:
+        # Nothing can be signed, and the queue will not try again: keep the callback.
+        log.error(
+            "callback dead-lettered",
+            attempt=attempt,
+            reason="CALLBACK_SIGNING_SECRET is missing",
+            target=target,
+            callback=step.callback,
+        )
+        return Reply(200, {"status": "dead_lettered", "attempt": attempt})
+    settings.require("CALLBACK_SIGNING_SECRET")
     body = encode(step.callback)
     timestamp = int(service.wall())
     signed_headers = {
@@ -150,7 +161,6 @@ def deliver_callback(service: Service, step: Step, headers: Mapping[str, str], l
         "Content-Type": "application/json",
     }
     result = service.sender.deliver(url, body, signed_headers)
-    target = _redacted(url, settings.callback_allow_private_networks)
     if result.delivered:
         log.info("callback delivered", attempt=attempt, http_status=result.status, target=target)
         return Reply(200, {"status": "delivered", "attempt": attempt})

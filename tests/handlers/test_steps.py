@@ -222,6 +222,10 @@ def test_callback_without_a_signing_secret_is_misconfigured(
     with pytest.raises(Misconfigured):
         deliver(unsigned, step)
     assert unsigned.sender.sent == []
+    last = deliver(unsigned, step, retry_count=2)  # CALLBACK_MAX_ATTEMPTS=3: the queue's last try
+    assert last.body["status"] == "dead_lettered"
+    [letter] = [e for e in unsigned.logs.entries() if e["message"] == "callback dead-lettered"]
+    assert letter["callback"] == step.callback and letter["severity"] == "ERROR"
 
 
 def test_methods_other_than_post_get_405(harness: Harness) -> None:
