@@ -24,7 +24,8 @@ the URL's path or query, or the request headers.
 
 Retryable or not (`DeliveryResult.retryable`):
 
-- 2xx: delivered. 410 Gone: not retryable (Standard Webhooks: "stop").
+- 2xx: delivered. 410 Gone: not retryable (Standard Webhooks: "stop"); the
+  service still retries it until its budget is spent, as its contract says.
 - Any other status (3xx included), a timeout, a refused or dropped
   connection, a TLS failure, a name that does not resolve: retryable.
 - A URL the policy rejects: not retryable (`refused=True`); it never changes.
