@@ -14,14 +14,13 @@ import io
 import json
 import math
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from adapters.callback_sender import CallbackSender, PinnedRequest
 from devstack.datocms_simulator import DatoCMSSimulator
-from devstack.stack import Secrets
 from handlers import intake
 from handlers.responses import Reply
 from tests.conftest import Harness
@@ -38,30 +37,9 @@ from tests.security import (
     assert_refused,
     bearer,
     call_intake,
-    loopback_guard,
     post_json,
     request,
 )
-
-
-@pytest.fixture(autouse=True)
-def loopback_only() -> Iterator[list[str]]:
-    with loopback_guard() as refused:
-        yield refused
-    assert refused == [], "a test tried to reach a non-loopback address"
-
-
-@pytest.fixture(scope="module")
-def secrets() -> Secrets:
-    return Secrets()
-
-
-@pytest.fixture(scope="module")
-def simulator(secrets: Secrets) -> Iterator[DatoCMSSimulator]:
-    # One simulator for the module (starting one per test costs more than the tests);
-    # each `Scene` looks only at the requests made since it began.
-    with DatoCMSSimulator(api_token=secrets.datocms_token, rate_limit=1_000_000) as sim:
-        yield sim
 
 
 @pytest.fixture

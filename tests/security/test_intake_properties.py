@@ -42,7 +42,6 @@ from tests.security import (
     Scene,
     assert_error_shape,
     call_intake,
-    loopback_guard,
 )
 
 PROPERTY_SETTINGS = settings(
@@ -66,18 +65,6 @@ GOOD_CALLBACKS = (
 )
 #: Deeper than this, the contract does not say whether the body is refused (400) or not.
 DEPTH_UNSPECIFIED = 64
-
-
-@pytest.fixture(autouse=True)
-def loopback_only() -> Iterator[None]:
-    with loopback_guard() as refused:
-        yield
-    assert refused == [], "a test tried to reach a non-loopback address"
-
-
-@pytest.fixture(scope="module")
-def secrets() -> Secrets:
-    return Secrets()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,7 +27,7 @@ from core.errors import TaskRejected
 from core.model import DeletionRequest, Outcome, Step
 from core.signing import MAX_TASK_BODY, open_task, seal_task
 from devstack.datocms_simulator import DatoCMSSimulator
-from devstack.stack import Secrets, new_webhook_secret
+from devstack.stack import new_webhook_secret
 from handlers import chain, steps
 from handlers.responses import Reply
 from tests.conftest import Harness
@@ -38,30 +38,11 @@ from tests.security import (
     BoundedStream,
     Scene,
     assert_refused,
-    loopback_guard,
 )
 
 ATTACKER_KEY = b"attacker-chosen-key-0123456789"
 METADATA_SERVER = "https://169.254.169.254/computeMetadata/v1/instance/service-accounts/"
 FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500", retryable=True)
-
-
-@pytest.fixture(autouse=True)
-def loopback_only() -> Iterator[None]:
-    with loopback_guard() as refused:
-        yield
-    assert refused == [], "a test tried to reach a non-loopback address"
-
-
-@pytest.fixture(scope="module")
-def secrets() -> Secrets:
-    return Secrets()
-
-
-@pytest.fixture(scope="module")
-def simulator(secrets: Secrets) -> Iterator[DatoCMSSimulator]:
-    with DatoCMSSimulator(api_token=secrets.datocms_token, rate_limit=1_000_000) as sim:
-        yield sim
 
 
 @pytest.fixture
