@@ -33,15 +33,6 @@ class RecentKeys:
                 self._keys.popitem(last=False)
             return True
 
-    def __contains__(self, key: str) -> bool:
-        with self._lock:
-            return key in self._keys
-
-    def seen(self, key: str, now: float) -> bool:
-        with self._lock:
-            expires = self._keys.get(key)
-            return expires is not None and expires > now
-
     def release(self, key: str) -> None:
         """Forget `key` (a claim whose request was not accepted after all)."""
         with self._lock:
