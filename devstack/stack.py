@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -54,11 +54,29 @@ class Secrets:
         return [self.datocms_token, self.intake_token, self.task_secret, self.callback_secret]
 
 
-class FunctionProcess:
-    """One `functions-framework --target=NAME` process, its stdout captured to a file."""
+def service_free_environment() -> dict[str, str]:
+    """This process's environment without any of the service's own settings."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATOCMS_", "CALLBACK_", "TASK", "POLL_", "INTAKE_", "FUNCTION_"))
+    }
 
-    def __init__(self, target: str, env: Mapping[str, str], *, port: int | None = None) -> None:
+
+class FunctionProcess:
+    """One `functions-framework --target=NAME [--source=FILE]` process, stdout to a file."""
+
+    def __init__(
+        self,
+        target: str,
+        env: Mapping[str, str],
+        *,
+        port: int | None = None,
+        source: Path | None = None,
+    ) -> None:
         self.target = target
+        self.source = source
+        self.started = 0.0  # time.monotonic() when the process was started
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self._env = dict(env)
@@ -69,8 +87,17 @@ class FunctionProcess:
 
     def start(self) -> FunctionProcess:
         executable = Path(sys.executable).parent / "functions-framework"
+        command = [
+            str(executable),
+            f"--target={self.target}",
+            f"--port={self.port}",
+            "--host=127.0.0.1",
+        ]
+        if self.source is not None:
+            command.append(f"--source={self.source}")
+        self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [str(executable), f"--target={self.target}", f"--port={self.port}", "--host=127.0.0.1"],
+            command,
             cwd=ROOT,
             env=self._env,
             stdout=self._log_file,
@@ -119,6 +146,14 @@ class FunctionProcess:
                 self.process.kill()
                 self.process.wait()
         self._log_file.close()
+        Path(self._log_file.name).unlink(missing_ok=True)  # read what you need before stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class LocalStack:
@@ -140,11 +175,7 @@ class LocalStack:
         self.functions: dict[str, FunctionProcess] = {}
 
     def environment(self, base_url: str, poll_port: int) -> dict[str, str]:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("DATOCMS_", "CALLBACK_", "TASK", "POLL_", "INTAKE_"))
-        }
+        env = service_free_environment()
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
