@@ -57,6 +57,14 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("CALLBACK_RETRY_MAX_SECONDS", "3600"),
     Variable("CALLBACK_ALLOW_PRIVATE_NETWORKS", "false"),
     Variable("GOOGLE_CLOUD_PROJECT", None, required_when="optional (log trace links)"),
+    Variable("STATE_BACKEND", "sqlite"),
+    Variable("STATE_PATH", ".devstack/state.sqlite3"),
+    Variable("FIRESTORE_PROJECT", None, required_when="optional (defaults to TASKS_PROJECT)"),
+    Variable("FIRESTORE_DATABASE", "(default)"),
+    Variable("FIRESTORE_EMULATOR_HOST", None, required_when="optional"),
+    Variable("INTAKE_URL", None, required_when="optional (Location headers)"),
+    Variable("IDEMPOTENCY_WINDOW_SECONDS", "86400"),
+    Variable("STATE_RETENTION_DAYS", "7"),
 )
 
 _DEFAULTS = {v.name: v.default for v in VARIABLES}

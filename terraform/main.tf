@@ -1,5 +1,11 @@
 # Shared values, the APIs the deployment needs, and the source archive.
 
+# The project number is known at plan time (the project exists before this
+# module runs): it makes the functions' run.app URLs deterministic.
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
 locals {
   function_names = {
     delete_track       = "${var.name_prefix}-delete-track"
@@ -7,12 +13,31 @@ locals {
     delete_track_event = "${var.name_prefix}-delete-track-event"
   }
 
+  # Each function's deterministic run.app URL, https://SERVICE-PROJECT_NUMBER.REGION.run.app
+  # (cloud.google.com/run/docs/triggering/https-request#deterministic). Built, not read:
+  # poll_job needs its own URL and a resource cannot read its own attributes. The
+  # DNS label (name + "-" + project number) must stay within 63 characters: the
+  # longest name is name_prefix (21 at most) + "-delete-track-event" (19), so 54.
+  # A postcondition on every function compares it with service_config[0].uri.
+  function_urls = {
+    for key, name in local.function_names :
+    key => "https://${name}-${data.google_project.this.number}.${var.region}.run.app"
+  }
+
   # The URL of poll_job: the target of every task and the OIDC audience of its
-  # token (the code uses POLL_URL for both). poll_job re-enqueues itself and a
-  # resource cannot read its own attributes, so the URL is built here in the
-  # deterministic form the Cloud Functions API reports as the function's `url`;
-  # a postcondition on poll_job fails the apply should the two ever differ.
-  poll_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_names.poll_job}"
+  # token (the code uses POLL_URL for both). Internal-only ingress admits Cloud
+  # Tasks only on the default run.app URL (cloud.google.com/run/docs/securing/ingress),
+  # and the token's aud must be the run.app URL (cloud.google.com/run/docs/configuring/custom-audiences).
+  poll_url = local.function_urls.poll_job
+
+  # delete_track's public URL, for the Location headers of its answers.
+  intake_url = local.function_urls.delete_track
+
+  # The tasks' OIDC identity, spelled from known inputs so that no function's
+  # environment is unknown at the first plan (the provider has reported
+  # "inconsistent final plan" on unknown environment_variables); a postcondition
+  # on the account holds the two equal.
+  invoker_email = "${var.name_prefix}-invoker@${var.project_id}.iam.gserviceaccount.com"
 
   # One definition of the callback retry budget: the callbacks queue's
   # retry_config and the CALLBACK_* settings the functions receive.
@@ -23,6 +48,13 @@ locals {
     # Cloud Tasks' default, and adapters.tasks.RetryPolicy's.
     max_doublings = 16
   }
+
+  # The service ends every callback sequence itself, from its signed attempt
+  # count and age (and the sweeper ends those that outlived their budget), so
+  # the queue must never drop a delivery before the service decides: Cloud Tasks
+  # counts dispatches the target never handled (crash, platform 5xx) as attempts.
+  callback_queue_extra_attempts = 5
+  callback_queue_max_attempts   = local.callback_retry.max_attempts + local.callback_queue_extra_attempts
 
   # The steps queue: the code schedules its own polls and ends them at
   # POLL_TIMEOUT_SECONDS; these retries only cover a crashed or unreachable
@@ -40,16 +72,19 @@ locals {
   }
 
   # Every setting the functions read that is not a secret. Secrets are passed
-  # only as secret_environment_variables (secrets.tf, functions.tf).
+  # only as secret_environment_variables (secrets.tf, functions.tf). Every value
+  # here is known at plan time: variables, names and locals, never a computed
+  # attribute.
   runtime_env = {
     TASKS_BACKEND                   = "cloudtasks"
     DATOCMS_BASE_URL                = var.datocms_base_url
     POLL_URL                        = local.poll_url
+    INTAKE_URL                      = local.intake_url
     TASKS_PROJECT                   = var.project_id
     TASKS_LOCATION                  = var.region
-    TASKS_QUEUE                     = google_cloud_tasks_queue.steps.name
-    CALLBACK_QUEUE                  = google_cloud_tasks_queue.callbacks.name
-    TASKS_SERVICE_ACCOUNT           = google_service_account.invoker.email
+    TASKS_QUEUE                     = local.queue_names.steps
+    CALLBACK_QUEUE                  = local.queue_names.callbacks
+    TASKS_SERVICE_ACCOUNT           = local.invoker_email
     POLL_INITIAL_DELAY_SECONDS      = var.poll_initial_delay_seconds
     POLL_MAX_DELAY_SECONDS          = var.poll_max_delay_seconds
     POLL_TIMEOUT_SECONDS            = var.poll_timeout_seconds
@@ -58,6 +93,11 @@ locals {
     CALLBACK_RETRY_MAX_SECONDS      = local.callback_retry.max_backoff_seconds
     CALLBACK_ALLOW_PRIVATE_NETWORKS = "false"
     GOOGLE_CLOUD_PROJECT            = var.project_id
+    STATE_BACKEND                   = "firestore"
+    FIRESTORE_PROJECT               = var.project_id
+    FIRESTORE_DATABASE              = var.firestore_database
+    IDEMPOTENCY_WINDOW_SECONDS      = var.idempotency_window_seconds
+    STATE_RETENTION_DAYS            = var.state_retention_days
   }
 
   # Set only when given: an unset DATOCMS_ENVIRONMENT means the primary environment.
@@ -67,9 +107,13 @@ locals {
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "cloudscheduler.googleapis.com",
     "cloudtasks.googleapis.com",
     "eventarc.googleapis.com",
+    "firestore.googleapis.com",
     "iam.googleapis.com",
+    "logging.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",

@@ -1,33 +1,32 @@
 output "intake_url" {
-  description = "URL of delete_track: where DatoCMS webhooks and scripts POST deletion requests."
-  value       = google_cloudfunctions2_function.delete_track.url
+  description = "URL of delete_track (its run.app URL, also INTAKE_URL): where DatoCMS webhooks and scripts POST deletion requests."
+  value       = local.intake_url
 }
 
 output "datocms_webhook" {
-  description = "What to paste into DatoCMS (Project settings > Webhooks): the URL, then either the custom header or the Basic auth pair. Read it with: terraform output -json datocms_webhook"
-  sensitive   = true
+  description = "What to paste into DatoCMS (Project settings > Webhooks): the URL, and how to read the token to put in the Authorization header (Bearer TOKEN) or as the Basic auth password. The token itself is not in the state."
   value = {
-    url = google_cloudfunctions2_function.delete_track.url
-    custom_header = {
-      name  = "Authorization"
-      value = "Bearer ${random_password.intake_token.result}"
-    }
-    # Alternative to the header: the username is not checked.
-    basic_auth = {
-      username = "datocms"
-      password = random_password.intake_token.result
-    }
+    url            = local.intake_url
+    token_secret   = google_secret_manager_secret.service["INTAKE_TOKEN"].secret_id
+    token_version  = google_secret_manager_secret_version.service["INTAKE_TOKEN"].version
+    read_token     = "gcloud secrets versions access ${google_secret_manager_secret_version.service["INTAKE_TOKEN"].version} --project=${var.project_id} --secret=${google_secret_manager_secret.service["INTAKE_TOKEN"].secret_id}"
+    basic_username = "datocms"
   }
 }
 
 output "secret_names" {
-  description = "Secret Manager secret holding each secret setting (read one with: gcloud secrets versions access latest --secret=NAME)."
+  description = "Secret Manager secret holding each secret setting (read one with: gcloud secrets versions access VERSION --secret=NAME)."
   value       = { for name, secret in google_secret_manager_secret.service : name => secret.secret_id }
+}
+
+output "secret_versions" {
+  description = "The secret version each function is pinned to."
+  value       = { for name, version in google_secret_manager_secret_version.service : name => version.version }
 }
 
 output "poll_url" {
   description = "URL of poll_job: the target of every task and the audience of its OIDC token."
-  value       = google_cloudfunctions2_function.poll_job.url
+  value       = local.poll_url
 }
 
 output "queues" {
@@ -39,15 +38,20 @@ output "queues" {
 }
 
 output "service_accounts" {
-  description = "Identities: the functions' runtime, the tasks' OIDC invoker, and the Eventarc trigger (null without the event intake)."
+  description = "Identities: each function's runtime account, the tasks' OIDC invoker, and the Eventarc trigger (null without the event intake)."
   value = {
-    runtime = google_service_account.runtime.email
-    invoker = google_service_account.invoker.email
-    events  = one(google_service_account.events[*].email)
+    functions = { for key, account in google_service_account.function : key => account.email }
+    invoker   = google_service_account.invoker.email
+    events    = one(google_service_account.events[*].email)
   }
 }
 
 output "event_topic" {
   description = "Pub/Sub topic whose messages delete_track_event receives (null without the event intake)."
   value       = one(google_pubsub_topic.delete_requests[*].id)
+}
+
+output "firestore_database" {
+  description = "Firestore database holding the request records."
+  value       = var.firestore_database
 }

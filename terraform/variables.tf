@@ -28,20 +28,44 @@ variable "name_prefix" {
   default     = "track-deleter"
 
   validation {
-    # Service account IDs are at most 30 characters: prefix + "-runtime" must fit.
+    # Service account IDs are at most 30 characters: prefix + "-eventfn" must fit.
+    # run.app labels are at most 63: prefix + "-delete-track-event-" + project number fits.
     condition     = can(regex("^[a-z][a-z0-9-]{0,19}[a-z0-9]$", var.name_prefix))
     error_message = "name_prefix must be 2 to 21 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen."
   }
 }
 
 variable "datocms_api_token" {
-  description = "DatoCMS Content Management API token (needs permission to edit uploads). Stored in Secret Manager; pass it as TF_VAR_datocms_api_token rather than in a file."
+  description = "DatoCMS Content Management API token (needs permission to edit uploads). Ephemeral: written to Secret Manager only when datocms_api_token_version changes, never stored in the Terraform state. Pass it as TF_VAR_datocms_api_token on every plan and apply."
   type        = string
   sensitive   = true
+  ephemeral   = true
 
   validation {
     condition     = length(trimspace(var.datocms_api_token)) > 0
     error_message = "datocms_api_token must not be empty."
+  }
+}
+
+variable "datocms_api_token_version" {
+  description = "Generation of the DatoCMS token in Secret Manager: raise it (2, 3, ...) to write a new datocms_api_token. The value is write-only, so Terraform cannot see it change by itself."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.datocms_api_token_version >= 1 && floor(var.datocms_api_token_version) == var.datocms_api_token_version
+    error_message = "datocms_api_token_version must be a whole number, at least 1."
+  }
+}
+
+variable "intake_token_version" {
+  description = "Generation of INTAKE_TOKEN: raise it to generate and write a new token (the old one stops working once the functions roll to the new version)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.intake_token_version >= 1 && floor(var.intake_token_version) == var.intake_token_version
+    error_message = "intake_token_version must be a whole number, at least 1."
   }
 }
 
@@ -113,7 +137,7 @@ variable "poll_timeout_seconds" {
 }
 
 variable "callback_max_attempts" {
-  description = "Callback delivery attempts, the first included, before the callback is dead-lettered. Sets both the callbacks queue's max_attempts and CALLBACK_MAX_ATTEMPTS."
+  description = "Callback delivery attempts, the first included, before the callback is dead-lettered (CALLBACK_MAX_ATTEMPTS). The callbacks queue allows a few more, so that the service, not the queue, ends every sequence."
   type        = number
   default     = 12
 
@@ -174,7 +198,7 @@ variable "enable_event_intake" {
 }
 
 variable "build_service_account" {
-  description = "Full resource name (projects/PROJECT/serviceAccounts/EMAIL) of the account Cloud Build uses to build the functions. null keeps the project's default build account."
+  description = "Full resource name (projects/PROJECT/serviceAccounts/EMAIL) of the account Cloud Build uses to build the functions; it is granted what a build needs (logs, Artifact Registry writer, read on the source bucket). null keeps the project's default build account (docs/DEPLOY.md: what newer projects need)."
   type        = string
   default     = null
 
@@ -188,4 +212,89 @@ variable "source_root" {
   description = "Directory holding main.py, requirements.txt and the packages to deploy. null means the repository root (the parent of this module)."
   type        = string
   default     = null
+}
+
+variable "public_intake" {
+  description = "Let anyone invoke delete_track at the IAM layer (allUsers), as DatoCMS webhooks need; every request still needs INTAKE_TOKEN. false for organisations that enforce Domain Restricted Sharing: then only intake_invokers may call it."
+  type        = bool
+  default     = true
+}
+
+variable "intake_invokers" {
+  description = "IAM members (e.g. serviceAccount:ci@PROJECT.iam.gserviceaccount.com) that may invoke delete_track with their own Google ID token, sent in X-Serverless-Authorization next to INTAKE_TOKEN. Needed when public_intake = false."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for member in var.intake_invokers : can(regex("^(user|serviceAccount|group|domain|principal|principalSet):.+", member))])
+    error_message = "intake_invokers must be IAM members such as serviceAccount:EMAIL or group:EMAIL (not allUsers: that is public_intake)."
+  }
+}
+
+variable "intake_ingress" {
+  description = "Ingress of delete_track: ALLOW_ALL (DatoCMS calls from the internet), or ALLOW_INTERNAL_AND_GCLB behind an external Application Load Balancer of your own."
+  type        = string
+  default     = "ALLOW_ALL"
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_AND_GCLB"], var.intake_ingress)
+    error_message = "intake_ingress must be ALLOW_ALL or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+variable "grant_pubsub_token_creator" {
+  description = "Grant the project's Pub/Sub service agent Token Creator on the Eventarc trigger's account. Needed when Pub/Sub was enabled in the project before 8 April 2021."
+  type        = bool
+  default     = false
+}
+
+variable "firestore_database" {
+  description = "Firestore database holding the request records (FIRESTORE_DATABASE)."
+  type        = string
+  default     = "(default)"
+
+  validation {
+    condition     = var.firestore_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
+    error_message = "firestore_database must be (default) or a database id: 4 to 63 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore database when this module creates it. null: the multi-region containing the region (eur3 for europe-west1/4, nam5 for us-central1), else the region."
+  type        = string
+  default     = null
+}
+
+variable "create_firestore_database" {
+  description = "Create the Firestore database. false when the project already has it (a project has one (default) database, created once)."
+  type        = bool
+  default     = true
+}
+
+variable "idempotency_window_seconds" {
+  description = "How long a request_id answers duplicate (IDEMPOTENCY_WINDOW_SECONDS)."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.idempotency_window_seconds >= 1 && floor(var.idempotency_window_seconds) == var.idempotency_window_seconds
+    error_message = "idempotency_window_seconds must be a whole number of seconds, at least 1."
+  }
+}
+
+variable "state_retention_days" {
+  description = "How long a finished request's record is kept (STATE_RETENTION_DAYS); Firestore's TTL policy then deletes it, typically within 24 hours."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.state_retention_days >= 1 && floor(var.state_retention_days) == var.state_retention_days
+    error_message = "state_retention_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "sweep_schedule" {
+  description = "Cron schedule (UTC) of the sweeper that ends callback sequences which outlived their budget."
+  type        = string
+  default     = "*/5 * * * *"
 }

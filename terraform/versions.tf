@@ -1,6 +1,7 @@
 terraform {
-  # 1.9+: variable validations may refer to other variables.
-  required_version = ">= 1.9.0"
+  # 1.11+: write-only arguments (secret_data_wo) and ephemeral values; 1.9+:
+  # variable validations may refer to other variables.
+  required_version = ">= 1.11.0"
 
   required_providers {
     google = {
@@ -8,8 +9,9 @@ terraform {
       version = "~> 7.0"
     }
     random = {
-      source  = "hashicorp/random"
-      version = "~> 3.7"
+      source = "hashicorp/random"
+      # 3.7.1+: ephemeral random_password.
+      version = ">= 3.7.1, < 4.0.0"
     }
     archive = {
       source  = "hashicorp/archive"
