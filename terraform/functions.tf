@@ -21,7 +21,8 @@ locals {
       ingress       = var.intake_ingress
       max_instances = 20
       secrets       = local.secret_names
-      queues        = ["steps"]
+      # callbacks: an operator's re-delivery of a dead letter (POST /requests/{id}/callback).
+      queues        = ["steps", "callbacks"]
       event_trigger = false
       enabled       = true
     }

@@ -583,7 +583,7 @@ def test_each_function_enqueues_only_on_the_queues_it_uses(tf: Module) -> None:
     assert grant["member"] == "${google_service_account.function[each.value.function].member}"
     assert "for queue in fn.queues" in tf.locals["function_queues"]
     assert queues == {
-        "delete_track": ["steps"],
+        "delete_track": ["steps", "callbacks"],  # re-delivery of dead letters
         "poll_job": ["steps", "callbacks"],
         "delete_track_event": ["steps"],
     }
