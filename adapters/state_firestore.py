@@ -126,7 +126,8 @@ class FirestoreStateStore:
             credentials, _ = google.auth.default(scopes=list(SCOPES))
         except GoogleAuthError as exc:
             raise StateUnavailable(f"no usable Google credentials ({type(exc).__name__})") from exc
-        return AuthorizedSession(credentials)
+        authorized: requests.Session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+        return authorized
 
     def _call(self, method: str, url: str, body: Any = None) -> tuple[int, Any]:
         """(status, parsed body) of a 2xx or 4xx answer; StateUnavailable otherwise."""
