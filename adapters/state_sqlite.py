@@ -54,20 +54,25 @@ class SQLiteStateStore:
         db = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
-        db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        table = self.collection
-        db.executescript(
-            f"""
-            CREATE TABLE IF NOT EXISTS versions (collection TEXT PRIMARY KEY, n INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS {table} (
-                key TEXT PRIMARY KEY, data TEXT NOT NULL, expires_at REAL NOT NULL,
-                dead_letter_at REAL, due_at REAL, version INTEGER NOT NULL);
-            CREATE INDEX IF NOT EXISTS {table}_dead_letter_at ON {table} (dead_letter_at);
-            CREATE INDEX IF NOT EXISTS {table}_due_at ON {table} (due_at);
-            """
-        )
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            table = self.collection
+            db.executescript(
+                f"""
+                CREATE TABLE IF NOT EXISTS versions (
+                    collection TEXT PRIMARY KEY, n INTEGER NOT NULL);
+                CREATE TABLE IF NOT EXISTS {table} (
+                    key TEXT PRIMARY KEY, data TEXT NOT NULL, expires_at REAL NOT NULL,
+                    dead_letter_at REAL, due_at REAL, version INTEGER NOT NULL);
+                CREATE INDEX IF NOT EXISTS {table}_dead_letter_at ON {table} (dead_letter_at);
+                CREATE INDEX IF NOT EXISTS {table}_due_at ON {table} (due_at);
+                """
+            )
+        except BaseException:
+            db.close()
+            raise
         return db
 
     @contextmanager
