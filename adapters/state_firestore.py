@@ -1,8 +1,8 @@
 """The Firestore adapter of the `StateStore` port, over the v1 REST API with `requests`.
 
-REST, not `google-cloud-firestore`: after `functions_framework` + `tasks_v2`, importing
-`google.cloud.firestore` costs +85 ms, the REST path (`requests`, `google.auth`) +0 ms
-(median of 9, `time.perf_counter()` around the import, Python 3.11, firestore 2.34.1).
+Measured (median of 9, `perf_counter` after `import functions_framework, tasks_v2`):
+`import google.cloud.firestore` +85 ms, the REST path (`requests`, `google.auth`) +0 ms;
+import + client + first get on the emulator: client 134 ms, REST 31 ms.
 Every write is a `:commit` with a precondition (`exists: false` to create, the read
 `updateTime` to replace or delete), so two instances never both win. Fields: `data`
 (compact JSON string), `expire_at` (timestamp, the TTL field), `expires`,
