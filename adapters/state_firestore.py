@@ -151,7 +151,11 @@ class FirestoreStateStore:
         return f"{self.database_path}/documents/{self.collection}/{check_key(key)}"
 
     def _commit(self, write: dict[str, Any]) -> str | None:
-        """The new updateTime, or None when the precondition failed."""
+        """The new updateTime, or None when the precondition failed.
+
+        Preconditions go in a `:commit` body: the emulator ignores a
+        `currentDocument.updateTime` query parameter on PATCH/DELETE (seen: it compares with 0).
+        """
         status, parsed = self._call("POST", f"{self.base}:commit", {"writes": [write]})
         if status < 300:
             return str(parsed["writeResults"][0].get("updateTime", ""))
