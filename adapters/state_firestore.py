@@ -65,7 +65,16 @@ def _number(value: dict[str, Any] | None) -> float | None:
 
 
 def from_json(body: dict[str, Any]) -> Stored:
-    """A `Stored` from a Firestore REST document."""
+    """A `Stored` from a Firestore REST document; StateUnavailable if it is not one of ours."""
+    try:
+        return _from_json(body)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateUnavailable(
+            f"Firestore document of another shape ({type(exc).__name__})"
+        ) from exc
+
+
+def _from_json(body: dict[str, Any]) -> Stored:
     fields = body.get("fields", {})
     expires = _number(fields.get("expires"))
     if expires is None:

@@ -130,3 +130,17 @@ def test_production_uses_the_firestore_endpoint_and_missing_credentials_are_unav
         store.base == "https://firestore.googleapis.com/v1/projects/proj/databases/db-1/documents"
     )
     assert refused == []
+
+
+def test_a_document_of_another_shape_raises_state_unavailable(firestore_emulator_host: str) -> None:
+    project = f"test-{secrets.token_hex(6)}"
+    base = f"http://{firestore_emulator_host}/v1/projects/{project}/databases/(default)/documents"
+    requests.post(
+        f"{base}/requests", params={"documentId": "odd"}, json={"fields": {}}, timeout=5
+    ).raise_for_status()
+    store = FirestoreStateStore(
+        project=project, collection="requests", emulator_host=firestore_emulator_host
+    )
+
+    with pytest.raises(StateUnavailable, match="another shape"):
+        store.get("odd", now=T)
