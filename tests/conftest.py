@@ -132,3 +132,15 @@ def make_harness(secrets: Secrets, simulator: DatoCMSSimulator) -> Callable[...,
         return Harness(service, queue, sender, logs, clock)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator_host() -> Iterator[str]:
+    """`host:port` of one Firestore emulator per test session (per xdist worker)."""
+    from tests.emulators import EmulatorMissing, firestore_emulator, unavailable
+
+    try:
+        with firestore_emulator() as host:
+            yield host
+    except EmulatorMissing as exc:
+        unavailable(str(exc))
