@@ -24,11 +24,11 @@ from cloudevents.http import CloudEvent
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 
 from adapters.log import Log
+from adapters.service import Service, build_service
 from core.errors import Misconfigured, ServiceError
 from core.settings import Settings
 from handlers import intake, steps
 from handlers.responses import Reply, error, reply_for
-from handlers.service import Service, build_service
 
 _LOG = Log()
 _LOCK = threading.Lock()

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import requests
 
 from adapters.log import Log
-from adapters.tasks import QueueRole, RetryPolicy, Task
+from adapters.tasks import STEPS_RETRY, QueueRole, RetryPolicy, Task, callback_retry
+from core.settings import Settings
 
 DEDUP_WINDOW = 3600.0
 
@@ -79,6 +80,19 @@ class LocalTaskQueue:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="local-queue", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, log: Log) -> LocalTaskQueue:
+        """The queue `POLL_URL`, the queue names and the `CALLBACK_*` settings describe."""
+        return cls(
+            target_url=settings.poll_url,
+            policies={QueueRole.STEPS: STEPS_RETRY, QueueRole.CALLBACKS: callback_retry(settings)},
+            queue_names={
+                QueueRole.STEPS: settings.tasks_queue or "steps",
+                QueueRole.CALLBACKS: settings.callback_queue or "callbacks",
+            },
+            log=log,
+        )
 
     def enqueue(self, task: Task, *, delay: float, name: str) -> bool:
         key = (task.role, name)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Literal
 
 from adapters.log import Log, trace_field
+from adapters.service import Service
 from core import validation
 from core.datocms import Job
 from core.errors import (
@@ -33,7 +34,6 @@ from core.signing import constant_time_equal
 from core.urlpolicy import CallbackURLRejected, parse_callback_url
 from handlers import chain
 from handlers.responses import Reply, error, reply_for
-from handlers.service import Service
 
 MAX_BODY = 64 * 1024
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import IO
 
-from adapters.datocms import NotSent
 from adapters.log import Log, trace_field
+from adapters.service import Service
 from core import validation
 from core.datocms import Done, Job
 from core.errors import DatoCMSAuthError, DatoCMSBadResponse, DatoCMSError, TaskRejected
@@ -23,7 +23,6 @@ from core.signing import MAX_TASK_BODY, open_task, webhook_signature
 from core.urlpolicy import parse_callback_url
 from handlers import chain
 from handlers.responses import Reply, error, reply_for
-from handlers.service import Service
 
 
 def handle_http(
@@ -106,10 +105,9 @@ def _poll(service: Service, step: Step, log: Log) -> Action:
     except DatoCMSError as failure:
         _log_failure(log, failure)
         result = failure
-    sent = not isinstance(result, NotSent)
     now = service.wall()
     _learn(service, step, result, elapsed=now - step.accepted_at)
-    return after_poll(step, result, now, service.policy, service.rand(), sent=sent)
+    return after_poll(step, result, now, service.policy, service.rand())
 
 
 def _learn(service: Service, step: Step, result: object, *, elapsed: float) -> None:

@@ -15,11 +15,11 @@ import requests
 from adapters.callback_sender import DeliveryResult
 from adapters.datocms import DatoCMSClient
 from adapters.log import Log
+from adapters.service import Service
 from adapters.tasks import Task
 from core.settings import Settings
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import Secrets
-from handlers.service import Service
 
 
 @dataclass
