@@ -118,13 +118,13 @@ class CloudTasksQueue:
 
         Raises `Misconfigured` naming every required variable that is missing.
         """
-        settings.require("TASKS_PROJECT", "TASKS_LOCATION", "TASKS_QUEUE", "POLL_URL")
-        steps_queue = _required(settings.tasks_queue, "TASKS_QUEUE")
+        project, location = settings.cloud_tasks_location()
+        steps_queue, callbacks_queue = settings.queue_names()
         return cls(
-            project=_required(settings.tasks_project, "TASKS_PROJECT"),
-            location=_required(settings.tasks_location, "TASKS_LOCATION"),
+            project=project,
+            location=location,
             steps_queue=steps_queue,
-            callbacks_queue=settings.callback_queue or steps_queue,
+            callbacks_queue=callbacks_queue,
             target_url=settings.poll_url,
             service_account=settings.tasks_service_account,
             emulator_host=settings.cloud_tasks_emulator_host,

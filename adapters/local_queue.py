@@ -84,13 +84,11 @@ class LocalTaskQueue:
     @classmethod
     def from_settings(cls, settings: Settings, log: Log) -> LocalTaskQueue:
         """The queue `POLL_URL`, the queue names and the `CALLBACK_*` settings describe."""
+        steps_queue, callbacks_queue = settings.queue_names()
         return cls(
             target_url=settings.poll_url,
             policies={QueueRole.STEPS: STEPS_RETRY, QueueRole.CALLBACKS: callback_retry(settings)},
-            queue_names={
-                QueueRole.STEPS: settings.tasks_queue or "steps",
-                QueueRole.CALLBACKS: settings.callback_queue or "callbacks",
-            },
+            queue_names={QueueRole.STEPS: steps_queue, QueueRole.CALLBACKS: callbacks_queue},
             log=log,
         )
 

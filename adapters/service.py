@@ -22,7 +22,7 @@ from adapters.tasks import TaskQueue
 from core.learning import PollLearner
 from core.polling import PollPolicy
 from core.recent import RecentKeys
-from core.settings import Secret, Settings
+from core.settings import Settings
 
 DEDUP_SECONDS = 3600.0
 
@@ -70,13 +70,14 @@ def build_queue(settings: Settings, log: Log) -> TaskQueue:
 def build_service(settings: Settings, log: Log) -> Service:
     """Wire the real adapters. Raises `Misconfigured` when a backend setting is missing."""
     settings.require_backend()
-    token = settings.datocms_api_token
-    assert isinstance(token, Secret)  # noqa: S101 (require_backend checked it)
     return Service(
         settings=settings,
         log=log,
         datocms=DatoCMSClient(
-            base_url=settings.datocms_base_url, token=token, session=requests.Session(), log=log
+            base_url=settings.datocms_base_url,
+            token=settings.api_token(),
+            session=requests.Session(),
+            log=log,
         ),
         queue=build_queue(settings, log),
         sender=CallbackSender(allow_private=settings.callback_allow_private_networks),

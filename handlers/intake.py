@@ -126,9 +126,7 @@ def handle_http(
 ) -> Reply:
     """`delete_track`: authenticate, validate, submit, answer. `headers` has lowercase names."""
     settings = service.settings
-    settings.require("INTAKE_TOKEN")
-    assert settings.intake_token is not None  # noqa: S101
-    tokens = settings.intake_token.reveal().split()  # several during a rotation
+    tokens = settings.intake_tokens()  # several during a rotation
     if not any(authenticate(headers.get("authorization"), token) for token in tokens):
         service.log.warning("intake refused: missing or wrong credentials", scheme=_scheme(headers))
         return error(

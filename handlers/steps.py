@@ -30,11 +30,11 @@ def handle_http(
 ) -> Reply:
     """Open the task, run its step, answer for the queue. `headers` has lowercase names."""
     settings = service.settings
-    settings.require("TASK_SIGNING_SECRET")
+    keys = settings.task_keys()
     if method != "POST":
         return error(405, "method_not_allowed", "Only POST is allowed.", headers={"Allow": "POST"})
     try:
-        step = open_step(stream.read(MAX_TASK_BODY + 1), settings.task_signing_keys)
+        step = open_step(stream.read(MAX_TASK_BODY + 1), keys)
     except TaskRejected as rejected:
         service.log.warning("task rejected", reason=str(rejected))
         return reply_for(rejected)
@@ -147,15 +147,13 @@ def deliver_callback(service: Service, step: Step, headers: Mapping[str, str], l
             callback=step.callback,
         )
         return Reply(200, {"status": "dead_lettered", "attempt": attempt})
-    settings.require("CALLBACK_SIGNING_SECRET")
+    keys = settings.callback_keys()
     body = encode(step.callback)
     timestamp = int(service.wall())
     signed_headers = {
         "webhook-id": step.request_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": webhook_signature(
-            settings.callback_signing_keys, step.request_id, timestamp, body
-        ),
+        "webhook-signature": webhook_signature(keys, step.request_id, timestamp, body),
         "Content-Type": "application/json",
     }
     result = service.sender.deliver(url, body, signed_headers)
