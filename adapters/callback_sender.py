@@ -57,6 +57,7 @@ from urllib3.exceptions import (
     TimeoutError as Urllib3TimeoutError,
 )
 
+from core.headers import Headers
 from core.urlpolicy import (
     CallbackTarget,
     CallbackURLRejected,
@@ -349,7 +350,7 @@ def _outgoing_headers(
 ) -> dict[str, str]:
     """The caller's headers, plus Host, and User-Agent / Content-Type when absent."""
     out = {name: value for name, value in given.items() if name.lower() not in _SENDER_OWNED}
-    present = {name.lower() for name in out}
+    present = Headers(out)
     if "user-agent" not in present:
         out["User-Agent"] = user_agent
     if "content-type" not in present:

@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -33,6 +33,7 @@ import requests
 from adapters.log import Log
 from core import datocms
 from core.errors import DatoCMSHeldBack, DatoCMSUnavailable
+from core.headers import Headers
 from core.settings import Secret
 
 USER_AGENT = "datocms-track-deleter/1.0 (+https://github.com/; python-requests)"
@@ -57,10 +58,8 @@ class Ticket:
     settled: bool = False
 
 
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    raw = headers.get(name)  # requests' headers: case-insensitive
-    if raw is None:
-        raw = next((v for k, v in headers.items() if k.lower() == name), None)
+def _header_int(headers: Headers, name: str) -> int | None:
+    raw = headers.get(name)
     try:
         number = int(raw.strip()) if raw is not None else None
     except ValueError:
@@ -125,7 +124,7 @@ class RatePacer:
                     )
                 self._cond.wait(wait)
 
-    def settle(self, ticket: Ticket, status: int | None, headers: Mapping[str, str]) -> None:
+    def settle(self, ticket: Ticket, status: int | None, headers: Headers) -> None:
         """Record the answer to `ticket`'s call (`status` None: no answer came)."""
         with self._cond:
             if ticket.settled:
@@ -233,11 +232,11 @@ class DatoCMSClient:
 
     def _call(
         self, method: str, path: str, environment: str | None, log: Log
-    ) -> tuple[int, Mapping[str, str], bytes]:
+    ) -> tuple[int, Headers, bytes]:
         self._hold()
         ticket = self._pacer.acquire()
         status: int | None = None
-        answer_headers: Mapping[str, str] = {}
+        answer_headers = Headers()
         try:
             status, answer_headers, body = self._send(method, path, environment, log)
         finally:
@@ -248,7 +247,7 @@ class DatoCMSClient:
 
     def _send(
         self, method: str, path: str, environment: str | None, log: Log
-    ) -> tuple[int, Mapping[str, str], bytes]:
+    ) -> tuple[int, Headers, bytes]:
         headers = {
             "Authorization": f"Bearer {self._token.reveal()}",
             "Accept": "application/json",
@@ -270,7 +269,7 @@ class DatoCMSClient:
                 verify=self._verify,
             ) as answer:
                 body = answer.raw.read(MAX_ANSWER_BYTES, decode_content=True)
-                status, answer_headers = answer.status_code, answer.headers
+                status, answer_headers = answer.status_code, Headers(answer.headers)
         except requests.Timeout:
             log.warning("DatoCMS call timed out", method=method, path=path)
             raise DatoCMSUnavailable("DatoCMS did not answer in time", code="TIMEOUT") from None

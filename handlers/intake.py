@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
@@ -29,6 +28,7 @@ from core.errors import (
     ServiceError,
 )
 from core.flow import Finish, Schedule, after_delete
+from core.headers import Headers
 from core.model import DeletionRequest, Step
 from core.signing import constant_time_equal
 from core.urlpolicy import CallbackURLRejected, parse_callback_url
@@ -72,7 +72,7 @@ def authenticate(authorization: str | None, token: str) -> bool:
     return False
 
 
-def _scheme(headers: Mapping[str, str]) -> str:
+def _scheme(headers: Headers) -> str:
     """The authentication scheme presented, for the log: never any part of a credential."""
     scheme = (headers.get("authorization") or "").strip().partition(" ")[0].lower()
     return scheme if scheme in ("bearer", "basic") else ("none" if not scheme else "other")
@@ -120,11 +120,11 @@ def handle_http(
     service: Service,
     *,
     method: str,
-    headers: Mapping[str, str],
+    headers: Headers,
     content_length: int | None,
     stream: IO[bytes],
 ) -> Reply:
-    """`delete_track`: authenticate, validate, submit, answer. `headers` has lowercase names."""
+    """`delete_track`: authenticate, validate, submit, answer."""
     settings = service.settings
     tokens = settings.intake_tokens()  # several during a rotation
     if not any(authenticate(headers.get("authorization"), token) for token in tokens):

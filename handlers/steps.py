@@ -9,7 +9,6 @@ scheduled"), non-2xx only when the queue should retry it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import IO
 
 from adapters.log import Log, trace_field
@@ -18,6 +17,7 @@ from core import validation
 from core.datocms import Done, Job
 from core.errors import DatoCMSAuthError, DatoCMSBadResponse, DatoCMSError, TaskRejected
 from core.flow import Action, Finish, after_delete, after_poll
+from core.headers import Headers
 from core.model import Step, encode
 from core.signing import MAX_TASK_BODY, open_task, webhook_signature
 from core.urlpolicy import parse_callback_url
@@ -25,10 +25,8 @@ from handlers import chain
 from handlers.responses import Reply, error, reply_for
 
 
-def handle_http(
-    service: Service, *, method: str, headers: Mapping[str, str], stream: IO[bytes]
-) -> Reply:
-    """Open the task, run its step, answer for the queue. `headers` has lowercase names."""
+def handle_http(service: Service, *, method: str, headers: Headers, stream: IO[bytes]) -> Reply:
+    """Open the task, run its step, answer for the queue."""
     settings = service.settings
     keys = settings.task_keys()
     if method != "POST":
@@ -130,7 +128,7 @@ def _log_failure(log: Log, failure: DatoCMSError) -> None:
     )
 
 
-def deliver_callback(service: Service, step: Step, headers: Mapping[str, str], log: Log) -> Reply:
+def deliver_callback(service: Service, step: Step, headers: Headers, log: Log) -> Reply:
     """One delivery attempt; the last allowed attempt dead-letters instead of failing."""
     settings = service.settings
     url = step.request.callback_url
@@ -183,7 +181,7 @@ def deliver_callback(service: Service, step: Step, headers: Mapping[str, str], l
     return error(502, "callback_failed", "The callback receiver did not accept the callback.")
 
 
-def _retry_count(headers: Mapping[str, str]) -> int:
+def _retry_count(headers: Headers) -> int:
     raw = headers.get("x-cloudtasks-taskretrycount", "0")
     return int(raw) if raw.isdigit() and len(raw) < 7 else 0
 

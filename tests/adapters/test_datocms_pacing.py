@@ -16,14 +16,15 @@ import requests
 from adapters.datocms import DatoCMSClient, RatePacer
 from adapters.log import Log
 from core.errors import DatoCMSHeldBack
+from core.headers import Headers
 from core.settings import Secret
 from devstack.datocms_simulator import DatoCMSSimulator
 
 TOKEN = "pacing-test-token"
 
 
-def answer(remaining: int, limit: int = 60) -> dict[str, str]:
-    return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining)}
+def answer(remaining: int, limit: int = 60) -> Headers:
+    return Headers({"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining)})
 
 
 def pacer(clock: list[float], **options: float) -> RatePacer:
@@ -82,7 +83,9 @@ def test_a_refused_call_does_not_count_against_the_window() -> None:
     clock = [100.0]
     gate = pacer(clock, limit=2, reserve=0)
     gate.settle(gate.acquire(), 200, answer(1, limit=2))
-    gate.settle(gate.acquire(), 429, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"})
+    gate.settle(
+        gate.acquire(), 429, Headers({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"})
+    )
     gate.acquire()  # only one call counts: there is room for this one
 
 
@@ -90,8 +93,8 @@ def test_an_answer_without_rate_limit_headers_still_counts_the_call() -> None:
     clock = [100.0]
     gate = pacer(clock, limit=3, reserve=0)
     gate.settle(gate.acquire(), 200, answer(2, limit=3))
-    gate.settle(gate.acquire(), 502, {})  # a CDN page: no headers, but it may have counted
-    gate.settle(gate.acquire(), None, {})  # no answer at all: the same
+    gate.settle(gate.acquire(), 502, Headers())  # a CDN page: no headers, but it may have counted
+    gate.settle(gate.acquire(), None, Headers())  # no answer at all: the same
     with pytest.raises(DatoCMSHeldBack):
         gate.acquire()
 

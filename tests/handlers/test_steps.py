@@ -11,6 +11,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from adapters.callback_sender import DeliveryResult
+from core.headers import Headers
 from core.model import DeletionRequest, Outcome, Step
 from core.signing import seal_task
 from devstack.datocms_simulator import DatoCMSSimulator
@@ -46,7 +47,7 @@ def deliver(harness: Harness, step: Step, *, retry_count: int = 0) -> Reply:
     return steps.handle_http(
         harness.service,
         method="POST",
-        headers={"x-cloudtasks-taskretrycount": str(retry_count)},
+        headers=Headers({"X-CloudTasks-TaskRetryCount": str(retry_count)}),
         stream=io.BytesIO(body),
     )
 
@@ -229,7 +230,9 @@ def test_callback_without_a_signing_secret_is_misconfigured(
 
 
 def test_methods_other_than_post_get_405(harness: Harness) -> None:
-    reply = steps.handle_http(harness.service, method="GET", headers={}, stream=io.BytesIO(b""))
+    reply = steps.handle_http(
+        harness.service, method="GET", headers=Headers(), stream=io.BytesIO(b"")
+    )
     assert reply.status == 405
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from adapters.callback_sender import CallbackSender, PinnedRequest
+from core.headers import Headers
 from devstack.datocms_simulator import DatoCMSSimulator
 from handlers import intake
 from handlers.responses import Reply
@@ -213,7 +214,7 @@ def _nested(depth: int) -> bytes:
 
 
 def _answer_or_crash(harness: Harness, raw: bytes) -> Reply | BaseException:
-    headers = {"authorization": bearer(harness), "content-type": "application/json"}
+    headers = _authorized(harness)
     try:
         return intake.handle_http(
             harness.service,
@@ -340,8 +341,8 @@ def test_metadata_that_is_not_an_object_gets_400(scene: Scene, metadata: Any) ->
 # --- size -------------------------------------------------------------------------
 
 
-def _authorized(harness: Harness) -> dict[str, str]:
-    return {"authorization": bearer(harness), "content-type": "application/json"}
+def _authorized(harness: Harness) -> Headers:
+    return Headers({"Authorization": bearer(harness), "Content-Type": "application/json"})
 
 
 def test_an_endless_body_without_a_length_gets_413_after_reading_at_most_64_kib_plus_one(

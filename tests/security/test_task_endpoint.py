@@ -24,6 +24,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from adapters.callback_sender import DeliveryResult
 from core.errors import TaskRejected
+from core.headers import Headers
 from core.model import DeletionRequest, Outcome, Step
 from core.signing import MAX_TASK_BODY, open_task, seal_task
 from devstack.datocms_simulator import DatoCMSSimulator
@@ -122,7 +123,7 @@ def deliver(
         return steps.handle_http(
             harness.service,
             method=method,
-            headers={"x-cloudtasks-taskretrycount": str(retry_count)},
+            headers=Headers({"X-CloudTasks-TaskRetryCount": str(retry_count)}),
             stream=stream if stream is not None else io.BytesIO(body),
         )
     except Exception as crash:
