@@ -55,7 +55,7 @@ class RecordingSender:
         self.sent.append((url, body, dict(headers)))
         if self.answers:
             return self.answers.pop(0)
-        return DeliveryResult(delivered=True, status=204, reason="delivered", retryable=False)
+        return DeliveryResult(delivered=True, status=204, reason="delivered")
 
 
 class LogCapture(io.StringIO):

@@ -21,7 +21,7 @@ from handlers.responses import Reply
 from tests.conftest import Harness
 
 UPLOAD, TRACK = "q0VNpiNQSkG6z0lif_O1zg", "track1"
-FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500", retryable=True)
+FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500")
 
 
 def make_step(harness: Harness, kind: str = "poll", **changes: object) -> Step:
@@ -203,7 +203,7 @@ def test_last_attempt_dead_letters_with_the_whole_body_and_answers_200(harness: 
 
 def test_a_receiver_answering_410_is_retried_until_the_budget_is_spent(harness: Harness) -> None:
     step = callback_step(harness)
-    gone = DeliveryResult(delivered=False, status=410, reason="gone", retryable=False)
+    gone = DeliveryResult(delivered=False, status=410, reason="gone")
     harness.sender.answers = [gone, gone]
     assert deliver(harness, step).status == 502
     assert deliver(harness, step, retry_count=2).body["status"] == "dead_lettered"

@@ -43,7 +43,7 @@ from tests.security import (
 
 ATTACKER_KEY = b"attacker-chosen-key-0123456789"
 METADATA_SERVER = "https://169.254.169.254/computeMetadata/v1/instance/service-accounts/"
-FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500", retryable=True)
+FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500")
 
 
 @pytest.fixture
