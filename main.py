@@ -24,11 +24,12 @@ from cloudevents.http import CloudEvent
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 
 from adapters.log import Log
+from adapters.service import Service, build_service
 from core.errors import Misconfigured, ServiceError
+from core.headers import Headers
 from core.settings import Settings
 from handlers import intake, steps
 from handlers.responses import Reply, error, reply_for
-from handlers.service import Service, build_service
 
 _LOG = Log()
 _LOCK = threading.Lock()
@@ -51,10 +52,6 @@ def _respond(reply: Reply) -> flask.Response:
         headers=reply.headers,
         mimetype="application/json",
     )
-
-
-def _headers(request: flask.Request) -> dict[str, str]:
-    return {name.lower(): value for name, value in request.headers.items()}
 
 
 def _guarded(entry: str, handle: Callable[[Service], Reply]) -> flask.Response:
@@ -86,7 +83,7 @@ def delete_track(request: flask.Request) -> flask.Response:
         lambda svc: intake.handle_http(
             svc,
             method=request.method,
-            headers=_headers(request),
+            headers=Headers(request.headers.items()),
             content_length=request.content_length,
             stream=request.stream,
         ),
@@ -99,7 +96,10 @@ def poll_job(request: flask.Request) -> flask.Response:
     return _guarded(
         "poll_job",
         lambda svc: steps.handle_http(
-            svc, method=request.method, headers=_headers(request), stream=request.stream
+            svc,
+            method=request.method,
+            headers=Headers(request.headers.items()),
+            stream=request.stream,
         ),
     )
 

@@ -22,17 +22,8 @@ answering the status code. `Urllib3Transport` is the real one; tests inject a
 recording fake. The sender logs nothing and never returns the answer body,
 the URL's path or query, or the request headers.
 
-Retryable or not (`DeliveryResult.retryable`):
-
-- 2xx: delivered. 410 Gone: not retryable (Standard Webhooks: "stop"); the
-  service still retries it until its budget is spent, as its contract says.
-- Any other status (3xx included), a timeout, a refused or dropped
-  connection, a TLS failure, a name that does not resolve: retryable.
-- A URL the policy rejects: not retryable (`refused=True`); it never changes.
-- A name that resolves to a blocked address: retryable, with `refused=True`.
-  DNS answers change (a receiver moving hosts, a transient split-horizon
-  answer), every attempt checks again, and the caller's attempt budget ends
-  it. A caller that prefers to stop at once can test `refused`.
+Every failure is worth another attempt: retrying, and when to stop, belong to
+the caller (a name resolving to a blocked address included: DNS answers change).
 """
 
 from __future__ import annotations
@@ -57,6 +48,7 @@ from urllib3.exceptions import (
     TimeoutError as Urllib3TimeoutError,
 )
 
+from core.headers import Headers
 from core.urlpolicy import (
     CallbackTarget,
     CallbackURLRejected,
@@ -66,7 +58,7 @@ from core.urlpolicy import (
 )
 
 DEFAULT_TIMEOUT: Final = 15.0
-DEFAULT_USER_AGENT: Final = "datocms-track-deleter-callbacks/1.0"
+USER_AGENT: Final = "datocms-track-deleter-callbacks/1.0"
 #: At most this much of the receiver's answer is read (then discarded).
 MAX_RESPONSE_BYTES: Final = 4096
 #: Checked addresses tried when a TCP connection cannot be opened.
@@ -84,15 +76,12 @@ class DeliveryResult:
     """The outcome of one delivery attempt.
 
     `reason` is short human text: never the URL's path or query, never the
-    answer body. `refused` means the sender did not send anything because of
-    the URL policy (a rejected URL or a blocked address).
+    answer body.
     """
 
     delivered: bool
     status: int | None
     reason: str
-    retryable: bool
-    refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -246,7 +235,6 @@ class CallbackSender:
         resolve: ResolveFn = resolve_host,
         transport: Transport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
-        user_agent: str = DEFAULT_USER_AGENT,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -254,23 +242,20 @@ class CallbackSender:
         self._resolve = resolve
         self._transport: Transport = transport if transport is not None else Urllib3Transport()
         self._timeout = timeout
-        self._user_agent = user_agent
 
     def deliver(self, url: str, body: bytes, headers: Mapping[str, str]) -> DeliveryResult:
         """POST `body` with `headers` to `url` once; never raises for network trouble."""
         try:
             target = parse_callback_url(url, allow_private=self._allow_private)
         except CallbackURLRejected as exc:
-            return DeliveryResult(
-                delivered=False, status=None, reason=exc.reason, retryable=False, refused=True
-            )
+            return DeliveryResult(delivered=False, status=None, reason=exc.reason)
 
         addresses = self._checked_addresses(target)
         if isinstance(addresses, DeliveryResult):
             return addresses
 
-        outgoing = _outgoing_headers(headers, target, self._user_agent)
-        failure = DeliveryResult(False, None, "no address to connect to", retryable=True)
+        outgoing = _outgoing_headers(headers, target)
+        failure = DeliveryResult(False, None, "no address to connect to")
         for ip in addresses[:MAX_ADDRESSES_TRIED]:
             request = PinnedRequest(
                 scheme=target.scheme,
@@ -285,7 +270,7 @@ class CallbackSender:
             try:
                 status = self._transport(request)
             except TransportError as exc:
-                failure = DeliveryResult(False, None, exc.reason, retryable=True)
+                failure = DeliveryResult(False, None, exc.reason)
                 if exc.sent:
                     return failure
                 continue
@@ -300,21 +285,15 @@ class CallbackSender:
         try:
             answers = self._resolve(target.host, target.port)
         except (OSError, UnicodeError):
-            return DeliveryResult(
-                False, None, "callback host name could not be resolved", retryable=True
-            )
+            return DeliveryResult(False, None, "callback host name could not be resolved")
         addresses: list[IPAddress] = []
         for answer in answers:
             try:
                 addresses.append(ipaddress.ip_address(answer))
             except ValueError:
-                return DeliveryResult(
-                    False, None, "resolver returned an invalid address", True, refused=True
-                )
+                return DeliveryResult(False, None, "resolver returned an invalid address")
         if not addresses:
-            return DeliveryResult(
-                False, None, "callback host name has no addresses", retryable=True
-            )
+            return DeliveryResult(False, None, "callback host name has no addresses")
         if not self._allow_private:
             for ip in addresses:
                 reason = address_blocked(ip)
@@ -323,8 +302,6 @@ class CallbackSender:
                         False,
                         None,
                         f"callback host resolves to {reason}",
-                        retryable=True,
-                        refused=True,
                     )
         return addresses
 
@@ -332,26 +309,20 @@ class CallbackSender:
 def result_for_status(status: int) -> DeliveryResult:
     """What an HTTP status from the receiver means for this delivery (pure)."""
     if 200 <= status < 300:
-        return DeliveryResult(True, status, f"delivered (HTTP {status})", retryable=False)
+        return DeliveryResult(True, status, f"delivered (HTTP {status})")
     if status == 410:
-        return DeliveryResult(
-            False, status, "receiver answered 410 Gone: stop retrying", retryable=False
-        )
+        return DeliveryResult(False, status, "receiver answered 410 Gone: stop retrying")
     if 300 <= status < 400:
-        return DeliveryResult(
-            False, status, f"redirect not followed (HTTP {status})", retryable=True
-        )
-    return DeliveryResult(False, status, f"receiver answered HTTP {status}", retryable=True)
+        return DeliveryResult(False, status, f"redirect not followed (HTTP {status})")
+    return DeliveryResult(False, status, f"receiver answered HTTP {status}")
 
 
-def _outgoing_headers(
-    given: Mapping[str, str], target: CallbackTarget, user_agent: str
-) -> dict[str, str]:
+def _outgoing_headers(given: Mapping[str, str], target: CallbackTarget) -> dict[str, str]:
     """The caller's headers, plus Host, and User-Agent / Content-Type when absent."""
     out = {name: value for name, value in given.items() if name.lower() not in _SENDER_OWNED}
-    present = {name.lower() for name in out}
+    present = Headers(out)
     if "user-agent" not in present:
-        out["User-Agent"] = user_agent
+        out["User-Agent"] = USER_AGENT
     if "content-type" not in present:
         out["Content-Type"] = "application/json"
     out["Host"] = target.host_header

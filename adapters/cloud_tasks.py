@@ -16,12 +16,12 @@ Errors:
 - `AlreadyExists` (a task of that name was created recently) → `False`.
 - `ServiceUnavailable` (gRPC UNAVAILABLE: typically the connection was not made,
   e.g. a channel that went stale while the function instance idled) is retried
-  `transient_retries` times, after 0.1 s and 0.4 s, then → `QueueUnavailable`.
+  twice, after 0.1 s and 0.4 s, then → `QueueUnavailable`.
   A retry is safe because the task is named: if an earlier attempt did land,
   the retry gets `AlreadyExists` and returns `False`.
 - Anything else from the client (`DeadlineExceeded` included: the attempt may
   have landed and waiting once more would hold the caller for another
-  `rpc_timeout`; `PermissionDenied`, `NotFound`, `InvalidArgument`; missing
+  `RPC_TIMEOUT`; `PermissionDenied`, `NotFound`, `InvalidArgument`; missing
   credentials) → `QueueUnavailable` at once, whose message names the task, the
   queue and the error class, never the server's text or an address. The
   caller's answer (a non-2xx to Cloud Tasks, a 503 at intake) gets the whole
@@ -52,8 +52,10 @@ TASK_NAME = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 MAX_DELAY_SECONDS = 30 * 24 * 3600.0
 #: Cloud Tasks accepts a `dispatch_deadline` of 15 s to 30 min for HTTP targets.
 DISPATCH_DEADLINE_RANGE = (15.0, 1800.0)
-#: Pauses before each retry of a gRPC UNAVAILABLE answer.
-_TRANSIENT_BACKOFF = (0.1, 0.4, 1.0)
+#: Pauses before each retry of a gRPC UNAVAILABLE answer (one retry per pause).
+TRANSIENT_BACKOFF = (0.1, 0.4)
+#: How long one `create_task` call may take.
+RPC_TIMEOUT = 10.0
 
 
 def _utc_now() -> datetime:
@@ -82,8 +84,6 @@ class CloudTasksQueue:
         dispatch_deadline: float = 60.0,
         client: Any | None = None,
         clock: Callable[[], datetime] = _utc_now,
-        rpc_timeout: float = 10.0,
-        transient_retries: int = 2,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.project = _required(project, "project")
@@ -100,12 +100,6 @@ class CloudTasksQueue:
         if not low <= dispatch_deadline <= high:
             raise ValueError(f"dispatch_deadline must be {low:g} to {high:g} seconds")
         self.dispatch_deadline = dispatch_deadline
-        if not 0 < rpc_timeout <= 60:
-            raise ValueError("rpc_timeout must be more than 0 and at most 60 seconds")
-        self.rpc_timeout = rpc_timeout
-        if not 0 <= transient_retries <= len(_TRANSIENT_BACKOFF):
-            raise ValueError(f"transient_retries must be 0 to {len(_TRANSIENT_BACKOFF)}")
-        self.transient_retries = transient_retries
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -118,13 +112,13 @@ class CloudTasksQueue:
 
         Raises `Misconfigured` naming every required variable that is missing.
         """
-        settings.require("TASKS_PROJECT", "TASKS_LOCATION", "TASKS_QUEUE", "POLL_URL")
-        steps_queue = _required(settings.tasks_queue, "TASKS_QUEUE")
+        project, location = settings.cloud_tasks_location()
+        steps_queue, callbacks_queue = settings.queue_names()
         return cls(
-            project=_required(settings.tasks_project, "TASKS_PROJECT"),
-            location=_required(settings.tasks_location, "TASKS_LOCATION"),
+            project=project,
+            location=location,
             steps_queue=steps_queue,
-            callbacks_queue=settings.callback_queue or steps_queue,
+            callbacks_queue=callbacks_queue,
             target_url=settings.poll_url,
             service_account=settings.tasks_service_account,
             emulator_host=settings.cloud_tasks_emulator_host,
@@ -239,12 +233,12 @@ class CloudTasksQueue:
         retries = 0
         while True:
             try:
-                client.create_task(parent=parent, task=request, timeout=self.rpc_timeout)
+                client.create_task(parent=parent, task=request, timeout=RPC_TIMEOUT)
             except api_exceptions.AlreadyExists:
                 return False
             except api_exceptions.ServiceUnavailable as exc:
-                if retries < self.transient_retries:
-                    self._sleep(_TRANSIENT_BACKOFF[retries])
+                if retries < len(TRANSIENT_BACKOFF):
+                    self._sleep(TRANSIENT_BACKOFF[retries])
                     retries += 1
                     continue
                 raise self._unavailable(exc, queue=queue, name=name, attempts=retries + 1) from exc

@@ -5,15 +5,15 @@ headers the API checks (`Authorization`, `Accept`, `X-Api-Version: 3`,
 `X-Environment` when set) and a `User-Agent` naming this service.
 
 After a `429` the client holds every further call until the announced
-`X-RateLimit-Reset` has passed: such a call fails at once with `NotSent` (a
-`DatoCMSRateLimited`) and sends nothing.
+`X-RateLimit-Reset` has passed: such a call fails at once with `DatoCMSHeldBack`
+and sends nothing.
 
 Before that happens, a `RatePacer` keeps the client under the project's limit
 (60 requests per 3 s, shared by every client of the project): it counts what
 this client sent, reads `X-RateLimit-Limit` / `X-RateLimit-Remaining` from every
 answer to learn what the others used, and holds a call that would leave less
 than a small reserve. A held call waits when room comes back within
-`max_wait` seconds, and otherwise fails at once with `NotSent` (its
+`max_wait` seconds, and otherwise fails at once with `DatoCMSHeldBack` (its
 `retry_after` says when room is expected), so that the task is rescheduled and
 the intake answers "queued".
 """
@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -32,17 +32,14 @@ import requests
 
 from adapters.log import Log
 from core import datocms
-from core.errors import DatoCMSRateLimited, DatoCMSUnavailable
+from core.errors import DatoCMSHeldBack, DatoCMSUnavailable
+from core.headers import Headers
 from core.settings import Secret
 
 USER_AGENT = "datocms-track-deleter/1.0 (+https://github.com/; python-requests)"
 MAX_ANSWER_BYTES = 1024 * 1024
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 20.0
-
-
-class NotSent(DatoCMSRateLimited):
-    """A call held back: an announced rate-limit reset has not passed, or no room is left."""
 
 
 #: DatoCMS's documented window: 60 requests every 3 seconds per project.
@@ -61,10 +58,8 @@ class Ticket:
     settled: bool = False
 
 
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    raw = headers.get(name)  # requests' headers: case-insensitive
-    if raw is None:
-        raw = next((v for k, v in headers.items() if k.lower() == name), None)
+def _header_int(headers: Headers, name: str) -> int | None:
+    raw = headers.get(name)
     try:
         number = int(raw.strip()) if raw is not None else None
     except ValueError:
@@ -111,7 +106,7 @@ class RatePacer:
         self._cond = threading.Condition()
 
     def acquire(self) -> Ticket:
-        """A ticket for one call, perhaps after a wait of at most `max_wait`; else `NotSent`."""
+        """A ticket for one call, after a wait of at most `max_wait`; else `DatoCMSHeldBack`."""
         deadline = time.monotonic() + self.max_wait
         with self._cond:
             while True:
@@ -122,14 +117,14 @@ class RatePacer:
                     return Ticket(now)
                 left = deadline - time.monotonic()
                 if wait > left:
-                    raise NotSent(
+                    raise DatoCMSHeldBack(
                         "held back: no room left under DatoCMS's rate limit",
                         code="RATE_LIMIT_EXCEEDED",
                         retry_after=wait,
                     )
                 self._cond.wait(wait)
 
-    def settle(self, ticket: Ticket, status: int | None, headers: Mapping[str, str]) -> None:
+    def settle(self, ticket: Ticket, status: int | None, headers: Headers) -> None:
         """Record the answer to `ticket`'s call (`status` None: no answer came)."""
         with self._cond:
             if ticket.settled:
@@ -225,7 +220,7 @@ class DatoCMSClient:
         with self._lock:
             wait = self._blocked_until - self._clock()
         if wait > 0:
-            raise NotSent(
+            raise DatoCMSHeldBack(
                 "held back until DatoCMS's announced rate-limit reset",
                 code="RATE_LIMIT_EXCEEDED",
                 retry_after=wait,
@@ -237,11 +232,11 @@ class DatoCMSClient:
 
     def _call(
         self, method: str, path: str, environment: str | None, log: Log
-    ) -> tuple[int, Mapping[str, str], bytes]:
+    ) -> tuple[int, Headers, bytes]:
         self._hold()
         ticket = self._pacer.acquire()
         status: int | None = None
-        answer_headers: Mapping[str, str] = {}
+        answer_headers = Headers()
         try:
             status, answer_headers, body = self._send(method, path, environment, log)
         finally:
@@ -252,7 +247,7 @@ class DatoCMSClient:
 
     def _send(
         self, method: str, path: str, environment: str | None, log: Log
-    ) -> tuple[int, Mapping[str, str], bytes]:
+    ) -> tuple[int, Headers, bytes]:
         headers = {
             "Authorization": f"Bearer {self._token.reveal()}",
             "Accept": "application/json",
@@ -274,7 +269,7 @@ class DatoCMSClient:
                 verify=self._verify,
             ) as answer:
                 body = answer.raw.read(MAX_ANSWER_BYTES, decode_content=True)
-                status, answer_headers = answer.status_code, answer.headers
+                status, answer_headers = answer.status_code, Headers(answer.headers)
         except requests.Timeout:
             log.warning("DatoCMS call timed out", method=method, path=path)
             raise DatoCMSUnavailable("DatoCMS did not answer in time", code="TIMEOUT") from None

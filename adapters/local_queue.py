@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import requests
 
 from adapters.log import Log
-from adapters.tasks import QueueRole, RetryPolicy, Task
+from adapters.tasks import STEPS_RETRY, QueueRole, RetryPolicy, Task, callback_retry
+from core.settings import Settings
 
 DEDUP_WINDOW = 3600.0
 
@@ -79,6 +80,17 @@ class LocalTaskQueue:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="local-queue", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, log: Log) -> LocalTaskQueue:
+        """The queue `POLL_URL`, the queue names and the `CALLBACK_*` settings describe."""
+        steps_queue, callbacks_queue = settings.queue_names()
+        return cls(
+            target_url=settings.poll_url,
+            policies={QueueRole.STEPS: STEPS_RETRY, QueueRole.CALLBACKS: callback_retry(settings)},
+            queue_names={QueueRole.STEPS: steps_queue, QueueRole.CALLBACKS: callbacks_queue},
+            log=log,
+        )
 
     def enqueue(self, task: Task, *, delay: float, name: str) -> bool:
         key = (task.role, name)

@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.settings import Settings
+
 
 class QueueRole(enum.Enum):
     """Which queue a task goes to: DatoCMS steps, or callback deliveries."""
@@ -48,6 +50,19 @@ class RetryPolicy:
     def allows(self, attempt: int) -> bool:
         """Whether attempt number `attempt` (1 = first) may run."""
         return self.max_attempts < 0 or attempt <= self.max_attempts
+
+
+#: The steps queue retries only what failed unexpectedly (a crash, a queue outage).
+STEPS_RETRY = RetryPolicy(max_attempts=-1, min_backoff=1.0, max_backoff=60.0, max_doublings=6)
+
+
+def callback_retry(settings: Settings) -> RetryPolicy:
+    """The callbacks queue's retry policy: the `CALLBACK_*` settings, as Terraform sets them."""
+    return RetryPolicy(
+        max_attempts=settings.callback_max_attempts,
+        min_backoff=settings.callback_retry_min,
+        max_backoff=settings.callback_retry_max,
+    )
 
 
 @dataclass(frozen=True)

@@ -290,7 +290,7 @@ def _rate_section(lines: list[str], results: Results) -> None:
         "other clients of the project (here, the other process) used, and lets a call go "
         "only while more than a small reserve would remain. A call that finds no room waits "
         "for it when it comes back within one window (3 s); otherwise it is not sent "
-        "(`NotSent`): the intake answers `queued` and the step is retried later. Without a "
+        "(`DatoCMSHeldBack`): the intake answers `queued` and the step is retried later. Without a "
         "recent answer, one call at a time goes out to learn the state."
     )
     add("")

@@ -22,7 +22,7 @@ OUTPUT = ROOT / "docs" / "PERFORMANCE.md"
 
 def learner_wired() -> bool:
     """Whether the service builds its poll policy with the learned planner."""
-    from handlers.service import Service  # noqa: PLC0415
+    from adapters.service import Service  # noqa: PLC0415
 
     return "learner" in getattr(Service, "__dataclass_fields__", {})
 

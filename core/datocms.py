@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from core.errors import (
     DatoCMSRefused,
     DatoCMSUnavailable,
 )
+from core.headers import Headers
 from core.model import Outcome, failure
 
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
@@ -67,13 +67,6 @@ class Done:
     payload: Any
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
-
-
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -105,9 +98,9 @@ def message_for(code: str, http_status: int | None) -> str:
     return f"DatoCMS refused the deletion with {code}{suffix}."
 
 
-def reset_seconds(headers: Mapping[str, str]) -> float:
+def reset_seconds(headers: Headers) -> float:
     """Seconds to wait after a 429, from `X-RateLimit-Reset` (whole seconds to wait)."""
-    raw = _header(headers, "x-ratelimit-reset")
+    raw = headers.get("x-ratelimit-reset")
     try:
         value = float(raw) if raw is not None else math.nan
     except ValueError:
@@ -117,7 +110,7 @@ def reset_seconds(headers: Mapping[str, str]) -> float:
     return min(value, 3600.0)
 
 
-def error_from(status: int, headers: Mapping[str, str], body: bytes) -> DatoCMSError:
+def error_from(status: int, headers: Headers, body: bytes) -> DatoCMSError:
     """The typed error for a non-2xx answer."""
     document = _json(body)
     code, transient = _error_code(document)
@@ -160,7 +153,7 @@ def _job(document: Any) -> Job | None:
     return None
 
 
-def interpret_delete(status: int, headers: Mapping[str, str], body: bytes) -> Job:
+def interpret_delete(status: int, headers: Headers, body: bytes) -> Job:
     """The meaning of the answer to `DELETE /uploads/{id}/tracks/{id}`: its job.
 
     The documented success is `202` + job; any other 2xx is not the documented
@@ -176,7 +169,7 @@ def interpret_delete(status: int, headers: Mapping[str, str], body: bytes) -> Jo
     return job
 
 
-def interpret_job_result(status: int, headers: Mapping[str, str], body: bytes) -> Job | Done | None:
+def interpret_job_result(status: int, headers: Headers, body: bytes) -> Job | Done | None:
     """The meaning of the answer to `GET /job-results/{id}`: pending (None), final, or a new job."""
     if status == 404:
         code, _ = _error_code(_json(body))

@@ -7,7 +7,8 @@
     ├── QueueUnavailable         the task queue could not take a task (transient) → 503
     └── DatoCMSError             DatoCMS answered something other than success
         ├── DatoCMSUnavailable   429, 5xx, HTML page, timeout, dropped connection (transient)
-        │   └── DatoCMSRateLimited   429, or a call held back until an announced reset
+        │   └── DatoCMSRateLimited   429, or a call held back (below)
+        │       └── DatoCMSHeldBack  the client sent nothing: rate-limit reset or no room left
         ├── DatoCMSAuthError     401/403: the service's own token is wrong          → 502
         ├── DatoCMSBadResponse   2xx whose body is not the documented shape         → 502
         └── DatoCMSRefused       a permanent refusal (4xx, e.g. 422)                → 422
@@ -98,6 +99,13 @@ class DatoCMSUnavailable(DatoCMSError):
 
 class DatoCMSRateLimited(DatoCMSUnavailable):
     """429, or a call held back because an announced rate-limit reset has not passed."""
+
+
+class DatoCMSHeldBack(DatoCMSRateLimited):
+    """The client sent nothing: an announced rate-limit reset has not passed, or no room is left.
+
+    Such a try is not a poll (`core.flow.after_poll` does not count it).
+    """
 
 
 class DatoCMSAuthError(DatoCMSError):

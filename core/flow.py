@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.datocms import Done, Job, outcome_of, outcome_of_refusal
-from core.errors import DatoCMSError, DatoCMSRefused
+from core.errors import DatoCMSError, DatoCMSHeldBack, DatoCMSRefused
 from core.model import Outcome, Step
 from core.polling import PollPolicy
 
@@ -88,15 +88,13 @@ def after_poll(
     now: float,
     policy: PollPolicy,
     rand: float,
-    *,
-    sent: bool = True,
 ) -> Action:
     """What follows a job-result request: poll again, follow a new job, or finish.
 
-    `result` is None while the job runs. `sent` is False when no request went
-    out (held back by an announced rate-limit reset); such a try is not a poll.
+    `result` is None while the job runs. A `DatoCMSHeldBack` (no request went
+    out) is not counted as a poll.
     """
-    polls = current.polls + (1 if sent else 0)
+    polls = current.polls + (0 if isinstance(result, DatoCMSHeldBack) else 1)
     if result is None:
         pending = current.next("poll", polls=polls, failures=0)
         delay = policy.delay_after(polls, rand, elapsed=now - current.accepted_at)

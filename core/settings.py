@@ -1,9 +1,11 @@
 """Configuration, read once from a mapping into a frozen `Settings`.
 
 `Settings.from_env(os.environ)` never raises for a *missing* value: each entry
-point asks for what it needs with `settings.require(...)`, so that a missing
-variable becomes a `500 misconfigured` answer naming it, never a crash at
-import. A malformed value (a delay that is not a number) raises `Misconfigured`.
+point asks for what it needs through an accessor (`settings.api_token()`, or
+`settings.require(...)` to name several at once) that returns the value or raises
+`Misconfigured` naming the variable, so that a missing variable becomes a
+`500 misconfigured` answer, never a crash at import. A malformed value (a delay
+that is not a number) raises `Misconfigured` at once.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import binascii
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from core.errors import Misconfigured
 
@@ -70,6 +72,7 @@ VARIABLES: tuple[Variable, ...] = (
 _DEFAULTS = {v.name: v.default for v in VARIABLES}
 
 Backend = Literal["local", "cloudtasks"]
+T = TypeVar("T")
 
 
 class Secret:
@@ -134,6 +137,13 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     return raw in {"true", "1", "yes"}
 
 
+def _given(value: T | None, name: str) -> T:
+    """`value`, or `Misconfigured` naming `name` when it is missing (None or empty)."""
+    if not value:
+        raise Misconfigured([name])
+    return value
+
+
 def decode_webhook_secret(value: str) -> bytes:
     """The HMAC key of a Standard Webhooks secret (`whsec_<base64>`)."""
     if not value.startswith("whsec_"):
@@ -165,7 +175,7 @@ class Settings:
     tasks_project: str | None
     tasks_location: str | None
     tasks_queue: str | None
-    callback_queue: str | None
+    callback_queue: str | None  # as set: `queue_names()` decides its default
     tasks_service_account: str | None
     cloud_tasks_emulator_host: str | None
     poll_initial_delay: float
@@ -222,7 +232,7 @@ class Settings:
             tasks_project=_text(env, "TASKS_PROJECT"),
             tasks_location=_text(env, "TASKS_LOCATION"),
             tasks_queue=_text(env, "TASKS_QUEUE"),
-            callback_queue=_text(env, "CALLBACK_QUEUE") or _text(env, "TASKS_QUEUE"),
+            callback_queue=_text(env, "CALLBACK_QUEUE"),
             tasks_service_account=_text(env, "TASKS_SERVICE_ACCOUNT"),
             cloud_tasks_emulator_host=_text(env, "CLOUD_TASKS_EMULATOR_HOST"),
             poll_initial_delay=poll_initial,
@@ -251,6 +261,40 @@ class Settings:
         missing = [name for name in names if not present[name]]
         if missing:
             raise Misconfigured(missing)
+
+    def api_token(self) -> Secret:
+        """`DATOCMS_API_TOKEN`, or `Misconfigured`."""
+        return _given(self.datocms_api_token, "DATOCMS_API_TOKEN")
+
+    def intake_tokens(self) -> list[str]:
+        """The tokens `INTAKE_TOKEN` holds (several during a rotation), or `Misconfigured`."""
+        return _given(self.intake_token, "INTAKE_TOKEN").reveal().split()
+
+    def task_keys(self) -> tuple[bytes, ...]:
+        """The task signing keys (the first signs), or `Misconfigured`."""
+        return _given(self.task_signing_keys, "TASK_SIGNING_SECRET")
+
+    def callback_keys(self) -> tuple[bytes, ...]:
+        """The callback signing keys (every one signs), or `Misconfigured`."""
+        return _given(self.callback_signing_keys, "CALLBACK_SIGNING_SECRET")
+
+    def cloud_tasks_location(self) -> tuple[str, str]:
+        """`TASKS_PROJECT` and `TASKS_LOCATION`; `Misconfigured` names each missing one
+        (`TASKS_QUEUE` included, which Cloud Tasks needs too)."""
+        self.require("TASKS_PROJECT", "TASKS_LOCATION", "TASKS_QUEUE")
+        return (
+            _given(self.tasks_project, "TASKS_PROJECT"),
+            _given(self.tasks_location, "TASKS_LOCATION"),
+        )
+
+    def queue_names(self) -> tuple[str, str]:
+        """The steps and callbacks queues' names, the one place their defaults are decided.
+
+        `CALLBACK_QUEUE` defaults to `TASKS_QUEUE`; without either (the local
+        queue only: Cloud Tasks requires `TASKS_QUEUE`), "steps" and "callbacks".
+        """
+        steps = self.tasks_queue or "steps"
+        return steps, self.callback_queue or self.tasks_queue or "callbacks"
 
     def require_backend(self) -> None:
         """The settings every task-enqueuing function needs."""

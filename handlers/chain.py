@@ -8,11 +8,11 @@ start a second chain, and each request has exactly one callback sequence.
 from __future__ import annotations
 
 from adapters.log import Log
-from adapters.tasks import QueueRole, Task
+from adapters.service import Service
+from adapters.tasks import QueueRole, Task, callback_retry
 from core.flow import Action, Finish, Schedule
 from core.model import Outcome, Step, callback_body
 from core.signing import seal_task
-from handlers.service import Service, callback_retry
 
 #: How long a step's signed body stays valid after its request's deadline
 #: (room for the steps queue's own retries).

@@ -11,11 +11,10 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from adapters.log import Log, trace_field
+from adapters.service import Service
 from core import validation
 from core.datocms import Job
 from core.errors import (
@@ -28,26 +27,14 @@ from core.errors import (
     ServiceError,
 )
 from core.flow import Finish, Schedule, after_delete
+from core.headers import Headers
 from core.model import DeletionRequest, Step
 from core.signing import constant_time_equal
 from core.urlpolicy import CallbackURLRejected, parse_callback_url
 from handlers import chain
 from handlers.responses import Reply, error, reply_for
-from handlers.service import Service
 
 MAX_BODY = 64 * 1024
-
-SubmissionStatus = Literal["pending", "queued", "duplicate", "not_found", "refused"]
-
-
-@dataclass(frozen=True)
-class Submission:
-    """What became of an accepted request (the intake's answer, before HTTP)."""
-
-    status: SubmissionStatus
-    request_id: str
-    job_id: str | None = None
-    error: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -72,7 +59,7 @@ def authenticate(authorization: str | None, token: str) -> bool:
     return False
 
 
-def _scheme(headers: Mapping[str, str]) -> str:
+def _scheme(headers: Headers) -> str:
     """The authentication scheme presented, for the log: never any part of a credential."""
     scheme = (headers.get("authorization") or "").strip().partition(" ")[0].lower()
     return scheme if scheme in ("bearer", "basic") else ("none" if not scheme else "other")
@@ -120,15 +107,13 @@ def handle_http(
     service: Service,
     *,
     method: str,
-    headers: Mapping[str, str],
+    headers: Headers,
     content_length: int | None,
     stream: IO[bytes],
 ) -> Reply:
-    """`delete_track`: authenticate, validate, submit, answer. `headers` has lowercase names."""
+    """`delete_track`: authenticate, validate, submit, answer."""
     settings = service.settings
-    settings.require("INTAKE_TOKEN")
-    assert settings.intake_token is not None  # noqa: S101
-    tokens = settings.intake_token.reveal().split()  # several during a rotation
+    tokens = settings.intake_tokens()  # several during a rotation
     if not any(authenticate(headers.get("authorization"), token) for token in tokens):
         service.log.warning("intake refused: missing or wrong credentials", scheme=_scheme(headers))
         return error(
@@ -151,30 +136,14 @@ def handle_http(
 
 
 def answer(service: Service, request: DeletionRequest, log: Log) -> Reply:
-    """Submit a valid request and turn the submission into the contract's answer."""
+    """Submit a valid request; an error raised on purpose becomes the contract's answer too."""
     request_id = request.request_id(service.settings.datocms_environment)
     try:
-        done = submit(service, request, log)
+        return submit(service, request, log)
     except Misconfigured:
         raise  # main.py logs which variable is missing, and answers 500
     except ServiceError as failure:
         return reply_for(failure, request_id=request_id)
-    body: dict[str, Any] = {"request_id": done.request_id, "status": done.status}
-    if done.status == "pending":
-        body["job_id"] = done.job_id
-        return Reply(202, body)
-    if done.status == "queued":
-        return Reply(202, body)
-    if done.status == "refused":
-        assert done.error is not None  # noqa: S101
-        return error(
-            422,
-            "deletion_refused",
-            done.error["message"],
-            details={"datocms_code": done.error["code"], "http_status": done.error["http_status"]},
-            request_id=done.request_id,
-        )
-    return Reply(200, body)  # duplicate, not_found
 
 
 # ---------------------------------------------------------------------------
@@ -205,8 +174,8 @@ def validate(data: Any, *, allow_private: bool) -> DeletionRequest:
     return request
 
 
-def submit(service: Service, request: DeletionRequest, log: Log) -> Submission:
-    """Claim, DELETE, enqueue the first task. Raises `ServiceError`s the caller maps."""
+def submit(service: Service, request: DeletionRequest, log: Log) -> Reply:
+    """Claim, DELETE, enqueue the first task; the answer. Raises `ServiceError`s the caller maps."""
     settings = service.settings
     if request.callback_url is not None and not settings.callback_signing_keys:
         raise Misconfigured(["CALLBACK_SIGNING_SECRET"])
@@ -220,7 +189,7 @@ def submit(service: Service, request: DeletionRequest, log: Log) -> Submission:
     now = service.wall()
     if not service.claims.claim(request_id, now):
         log.info("duplicate request (same instance)")
-        return Submission("duplicate", request_id)
+        return _status(200, request_id, "duplicate")
     try:
         return _submit_claimed(
             service, request, request_id=request_id, environment=environment, now=now, log=log
@@ -238,7 +207,7 @@ def _submit_claimed(
     environment: str | None,
     now: float,
     log: Log,
-) -> Submission:
+) -> Reply:
     intake = Step(
         kind="delete",
         request_id=request_id,
@@ -261,6 +230,8 @@ def _submit_claimed(
     except DatoCMSError as failure:
         result = failure
     action = after_delete(intake, result, service.wall(), service.policy, service.rand())
+    # A finish at the intake is still a task: the first task must land on the steps
+    # queue as `<request_id>-1`, the name that proves the request was accepted once.
     first = (
         action.step
         if isinstance(action, Schedule)
@@ -273,22 +244,35 @@ def _submit_claimed(
         raise
     if not created:
         log.info("duplicate request (task already exists)")
-        return Submission("duplicate", request_id)
+        return _status(200, request_id, "duplicate")
     return _accepted(request_id, action, log)
 
 
-def _accepted(request_id: str, action: Schedule | Finish, log: Log) -> Submission:
+def _status(status: int, request_id: str, state: str, **extra: Any) -> Reply:
+    return Reply(status, {"request_id": request_id, "status": state, **extra})
+
+
+def _accepted(request_id: str, action: Schedule | Finish, log: Log) -> Reply:
     if isinstance(action, Schedule):
         if action.step.kind == "poll":
             log.info("deletion accepted; polling scheduled", job_id=action.step.job_id)
-            return Submission("pending", request_id, job_id=action.step.job_id)
+            return _status(202, request_id, "pending", job_id=action.step.job_id)
         log.warning("DatoCMS unavailable; deletion queued", delay_seconds=round(action.delay, 3))
-        return Submission("queued", request_id)
+        return _status(202, request_id, "queued")
     outcome = action.outcome  # at the intake: a refusal, or a track that does not exist
     log.info("deletion finished at intake", status=outcome.status, job_id=outcome.job_id)
-    if outcome.status == "failed":
-        return Submission("refused", request_id, error=outcome.error)
-    return Submission("not_found", request_id)
+    if outcome.error is not None:  # failed
+        return error(
+            422,
+            "deletion_refused",
+            outcome.error["message"],
+            details={
+                "datocms_code": outcome.error["code"],
+                "http_status": outcome.error["http_status"],
+            },
+            request_id=request_id,
+        )
+    return _status(200, request_id, "not_found")
 
 
 # ---------------------------------------------------------------------------
@@ -313,7 +297,7 @@ def event_request(data: Any) -> Any:
     return data
 
 
-def handle_event(service: Service, event_id: str | None, data: Any) -> Submission | None:
+def handle_event(service: Service, event_id: str | None, data: Any) -> Reply | None:
     """`delete_track_event`. Returns None for an event that can never succeed (logged at ERROR,
     acknowledged); raises for a failure worth a redelivery (misconfiguration, outages)."""
     settings = service.settings

@@ -9,33 +9,30 @@ scheduled"), non-2xx only when the queue should retry it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import IO
 
-from adapters.datocms import NotSent
 from adapters.log import Log, trace_field
+from adapters.service import Service
 from core import validation
 from core.datocms import Done, Job
 from core.errors import DatoCMSAuthError, DatoCMSBadResponse, DatoCMSError, TaskRejected
 from core.flow import Action, Finish, after_delete, after_poll
+from core.headers import Headers
 from core.model import Step, encode
 from core.signing import MAX_TASK_BODY, open_task, webhook_signature
 from core.urlpolicy import parse_callback_url
 from handlers import chain
 from handlers.responses import Reply, error, reply_for
-from handlers.service import Service
 
 
-def handle_http(
-    service: Service, *, method: str, headers: Mapping[str, str], stream: IO[bytes]
-) -> Reply:
-    """Open the task, run its step, answer for the queue. `headers` has lowercase names."""
+def handle_http(service: Service, *, method: str, headers: Headers, stream: IO[bytes]) -> Reply:
+    """Open the task, run its step, answer for the queue."""
     settings = service.settings
-    settings.require("TASK_SIGNING_SECRET")
+    keys = settings.task_keys()
     if method != "POST":
         return error(405, "method_not_allowed", "Only POST is allowed.", headers={"Allow": "POST"})
     try:
-        step = open_step(stream.read(MAX_TASK_BODY + 1), settings.task_signing_keys)
+        step = open_step(stream.read(MAX_TASK_BODY + 1), keys)
     except TaskRejected as rejected:
         service.log.warning("task rejected", reason=str(rejected))
         return reply_for(rejected)
@@ -106,10 +103,9 @@ def _poll(service: Service, step: Step, log: Log) -> Action:
     except DatoCMSError as failure:
         _log_failure(log, failure)
         result = failure
-    sent = not isinstance(result, NotSent)
     now = service.wall()
     _learn(service, step, result, elapsed=now - step.accepted_at)
-    return after_poll(step, result, now, service.policy, service.rand(), sent=sent)
+    return after_poll(step, result, now, service.policy, service.rand())
 
 
 def _learn(service: Service, step: Step, result: object, *, elapsed: float) -> None:
@@ -132,7 +128,7 @@ def _log_failure(log: Log, failure: DatoCMSError) -> None:
     )
 
 
-def deliver_callback(service: Service, step: Step, headers: Mapping[str, str], log: Log) -> Reply:
+def deliver_callback(service: Service, step: Step, headers: Headers, log: Log) -> Reply:
     """One delivery attempt; the last allowed attempt dead-letters instead of failing."""
     settings = service.settings
     url = step.request.callback_url
@@ -149,15 +145,13 @@ def deliver_callback(service: Service, step: Step, headers: Mapping[str, str], l
             callback=step.callback,
         )
         return Reply(200, {"status": "dead_lettered", "attempt": attempt})
-    settings.require("CALLBACK_SIGNING_SECRET")
+    keys = settings.callback_keys()
     body = encode(step.callback)
     timestamp = int(service.wall())
     signed_headers = {
         "webhook-id": step.request_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": webhook_signature(
-            settings.callback_signing_keys, step.request_id, timestamp, body
-        ),
+        "webhook-signature": webhook_signature(keys, step.request_id, timestamp, body),
         "Content-Type": "application/json",
     }
     result = service.sender.deliver(url, body, signed_headers)
@@ -187,7 +181,7 @@ def deliver_callback(service: Service, step: Step, headers: Mapping[str, str], l
     return error(502, "callback_failed", "The callback receiver did not accept the callback.")
 
 
-def _retry_count(headers: Mapping[str, str]) -> int:
+def _retry_count(headers: Headers) -> int:
     raw = headers.get("x-cloudtasks-taskretrycount", "0")
     return int(raw) if raw.isdigit() and len(raw) < 7 else 0
 

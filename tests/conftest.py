@@ -15,11 +15,11 @@ import requests
 from adapters.callback_sender import DeliveryResult
 from adapters.datocms import DatoCMSClient
 from adapters.log import Log
+from adapters.service import Service
 from adapters.tasks import Task
 from core.settings import Settings
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import Secrets
-from handlers.service import Service
 
 
 @dataclass
@@ -55,7 +55,7 @@ class RecordingSender:
         self.sent.append((url, body, dict(headers)))
         if self.answers:
             return self.answers.pop(0)
-        return DeliveryResult(delivered=True, status=204, reason="delivered", retryable=False)
+        return DeliveryResult(delivered=True, status=204, reason="delivered")
 
 
 class LogCapture(io.StringIO):

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from adapters.callback_sender import (
-    DEFAULT_USER_AGENT,
     MAX_ADDRESSES_TRIED,
     MAX_RESPONSE_BYTES,
+    USER_AGENT,
     CallbackSender,
     DeliveryResult,
     PinnedRequest,
@@ -102,8 +102,6 @@ def test_name_resolving_to_a_public_and_a_private_address_is_refused_without_con
         delivered=False,
         status=None,
         reason="callback host resolves to a private address",
-        retryable=True,
-        refused=True,
     )
     assert resolver.calls == [("hooks.example.com", 443)]
     assert transport.requests == []
@@ -135,7 +133,6 @@ def test_name_resolving_to_any_blocked_address_is_refused_without_connecting(
     result = sender.deliver("https://metadata.example.com/computeMetadata", BODY, {})
 
     assert not result.delivered
-    assert result.refused
     assert reason in result.reason
     assert transport.requests == []
 
@@ -161,7 +158,7 @@ def test_connection_goes_to_the_address_that_was_checked_and_dns_is_asked_once_p
     assert request.server_hostname == "hooks.example.com"
     assert request.headers["Host"] == "hooks.example.com:8443"
     assert request.target == "/hook?x=1"
-    assert second.refused
+    assert not second.delivered
     assert "loopback" in second.reason
 
 
@@ -200,27 +197,22 @@ def test_rejected_url_is_refused_for_good_without_resolving_or_connecting(
 
     result = sender.deliver(url, BODY, {})
 
-    assert (result.delivered, result.status, result.retryable, result.refused) == (
-        False,
-        None,
-        False,
-        True,
-    )
+    assert (result.delivered, result.status) == (False, None)
     assert reason in result.reason
     assert resolver.calls == []
     assert transport.requests == []
 
 
 @pytest.mark.parametrize(
-    ("resolve", "reason", "refused"),
+    ("resolve", "reason"),
     [
-        (failing_resolver, "could not be resolved", False),
-        (FakeResolver([[]]), "has no addresses", False),
-        (FakeResolver([["not-an-address"]]), "invalid address", True),
+        (failing_resolver, "could not be resolved"),
+        (FakeResolver([[]]), "has no addresses"),
+        (FakeResolver([["not-an-address"]]), "invalid address"),
     ],
 )
-def test_resolution_trouble_is_a_retryable_failure_without_connecting(
-    resolve: Callable[[str, int], list[str]], reason: str, refused: bool
+def test_resolution_trouble_is_a_failure_without_connecting(
+    resolve: Callable[[str, int], list[str]], reason: str
 ) -> None:
     transport = FakeTransport()
     sender = CallbackSender(allow_private=False, resolve=resolve, transport=transport)
@@ -228,8 +220,6 @@ def test_resolution_trouble_is_a_retryable_failure_without_connecting(
     result = sender.deliver("https://hooks.example.com/hook", BODY, {})
 
     assert not result.delivered
-    assert result.retryable
-    assert result.refused is refused
     assert reason in result.reason
     assert transport.requests == []
 
@@ -267,7 +257,7 @@ def test_no_other_address_is_tried_once_the_request_may_have_been_sent() -> None
 
     result = sender.deliver("https://hooks.example.com/hook", BODY, {})
 
-    assert result == DeliveryResult(False, None, "timed out waiting", retryable=True)
+    assert result == DeliveryResult(False, None, "timed out waiting")
     assert [r.ip for r in transport.requests] == ["93.184.215.14"]
 
 
@@ -282,7 +272,6 @@ def test_addresses_tried_are_capped() -> None:
     result = sender.deliver("https://hooks.example.com/hook", BODY, {})
 
     assert not result.delivered
-    assert result.retryable
     assert result.reason == "connection could not be opened"
     assert [r.ip for r in transport.requests] == answers[:MAX_ADDRESSES_TRIED]
 
@@ -301,7 +290,7 @@ def test_sender_sends_the_given_headers_plus_host_user_agent_and_content_type() 
     [request] = transport.requests
     assert dict(request.headers) == {
         **SIGNED_HEADERS,
-        "User-Agent": DEFAULT_USER_AGENT,
+        "User-Agent": USER_AGENT,
         "Content-Type": "application/json",
         "Host": "hooks.example.com",
     }
@@ -315,7 +304,6 @@ def test_sender_keeps_the_callers_content_type_and_user_agent_but_owns_host_and_
         allow_private=False,
         resolve=FakeResolver([["93.184.215.14"]]),
         transport=transport,
-        user_agent="custom-agent/2",
     )
     given = {
         "content-type": "application/json; charset=utf-8",
@@ -335,20 +323,6 @@ def test_sender_keeps_the_callers_content_type_and_user_agent_but_owns_host_and_
     }
 
 
-def test_user_agent_is_configurable() -> None:
-    transport = FakeTransport()
-    sender = CallbackSender(
-        allow_private=False,
-        resolve=FakeResolver([["93.184.215.14"]]),
-        transport=transport,
-        user_agent="custom-agent/2",
-    )
-
-    sender.deliver("https://hooks.example.com/hook", BODY, {})
-
-    assert transport.requests[0].headers["User-Agent"] == "custom-agent/2"
-
-
 @pytest.mark.parametrize("timeout", [0.0, -1.0])
 def test_timeout_must_be_positive(timeout: float) -> None:
     with pytest.raises(ValueError, match="timeout"):
@@ -356,28 +330,26 @@ def test_timeout_must_be_positive(timeout: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "delivered", "retryable", "reason"),
+    ("status", "delivered", "reason"),
     [
-        (200, True, False, "delivered (HTTP 200)"),
-        (202, True, False, "delivered (HTTP 202)"),
-        (204, True, False, "delivered (HTTP 204)"),
-        (299, True, False, "delivered (HTTP 299)"),
-        (301, False, True, "redirect not followed (HTTP 301)"),
-        (302, False, True, "redirect not followed (HTTP 302)"),
-        (307, False, True, "redirect not followed (HTTP 307)"),
-        (400, False, True, "receiver answered HTTP 400"),
-        (401, False, True, "receiver answered HTTP 401"),
-        (404, False, True, "receiver answered HTTP 404"),
-        (410, False, False, "receiver answered 410 Gone: stop retrying"),
-        (429, False, True, "receiver answered HTTP 429"),
-        (500, False, True, "receiver answered HTTP 500"),
-        (503, False, True, "receiver answered HTTP 503"),
+        (200, True, "delivered (HTTP 200)"),
+        (202, True, "delivered (HTTP 202)"),
+        (204, True, "delivered (HTTP 204)"),
+        (299, True, "delivered (HTTP 299)"),
+        (301, False, "redirect not followed (HTTP 301)"),
+        (302, False, "redirect not followed (HTTP 302)"),
+        (307, False, "redirect not followed (HTTP 307)"),
+        (400, False, "receiver answered HTTP 400"),
+        (401, False, "receiver answered HTTP 401"),
+        (404, False, "receiver answered HTTP 404"),
+        (410, False, "receiver answered 410 Gone: stop retrying"),
+        (429, False, "receiver answered HTTP 429"),
+        (500, False, "receiver answered HTTP 500"),
+        (503, False, "receiver answered HTTP 503"),
     ],
 )
-def test_status_decides_delivered_and_retryable(
-    status: int, delivered: bool, retryable: bool, reason: str
-) -> None:
-    assert result_for_status(status) == DeliveryResult(delivered, status, reason, retryable)
+def test_status_decides_delivered_and_the_reason(status: int, delivered: bool, reason: str) -> None:
+    assert result_for_status(status) == DeliveryResult(delivered, status, reason)
 
 
 def test_default_resolver_returns_unique_addresses_in_resolver_order(
@@ -503,7 +475,7 @@ def test_2xx_answer_is_delivered_with_body_and_headers_as_given(
 
     result = loopback_sender().deliver(receiver.url("/hook?x=1"), BODY, SIGNED_HEADERS)
 
-    assert result == DeliveryResult(True, 204, "delivered (HTTP 204)", retryable=False)
+    assert result == DeliveryResult(True, 204, "delivered (HTTP 204)")
     [request] = receiver.requests
     assert request.path == "/hook?x=1"
     assert request.body == BODY
@@ -511,7 +483,7 @@ def test_2xx_answer_is_delivered_with_body_and_headers_as_given(
         assert request.headers[name] == value
     assert request.headers["Host"] == f"127.0.0.1:{receiver.port}"
     assert request.headers["Content-Type"] == "application/json"
-    assert request.headers["User-Agent"] == DEFAULT_USER_AGENT
+    assert request.headers["User-Agent"] == USER_AGENT
     assert request.headers["Content-Length"] == str(len(BODY))
 
 
@@ -522,7 +494,7 @@ def test_500_answer_is_a_retryable_failure_that_does_not_echo_the_body(
 
     result = loopback_sender().deliver(receiver.url(), BODY, SIGNED_HEADERS)
 
-    assert result == DeliveryResult(False, 500, "receiver answered HTTP 500", retryable=True)
+    assert result == DeliveryResult(False, 500, "receiver answered HTTP 500")
     assert "SECRET" not in repr(result)
 
 
@@ -532,17 +504,17 @@ def test_redirect_is_not_followed(serve: Callable[..., Receiver]) -> None:
 
     result = loopback_sender().deliver(redirecting.url(), BODY, SIGNED_HEADERS)
 
-    assert result == DeliveryResult(False, 302, "redirect not followed (HTTP 302)", retryable=True)
+    assert result == DeliveryResult(False, 302, "redirect not followed (HTTP 302)")
     assert len(redirecting.requests) == 1
     assert target.requests == []
 
 
-def test_410_gone_is_not_retryable(serve: Callable[..., Receiver]) -> None:
+def test_410_gone_is_not_delivered(serve: Callable[..., Receiver]) -> None:
     receiver = serve(answer(410))
 
     result = loopback_sender().deliver(receiver.url(), BODY, SIGNED_HEADERS)
 
-    assert (result.delivered, result.status, result.retryable) == (False, 410, False)
+    assert (result.delivered, result.status) == (False, 410)
 
 
 def test_slow_receiver_hits_the_timeout(serve: Callable[..., Receiver]) -> None:
@@ -551,9 +523,7 @@ def test_slow_receiver_hits_the_timeout(serve: Callable[..., Receiver]) -> None:
 
     result = sender.deliver(receiver.url(), BODY, SIGNED_HEADERS)
 
-    assert result == DeliveryResult(
-        False, None, "timed out waiting for the receiver", retryable=True
-    )
+    assert result == DeliveryResult(False, None, "timed out waiting for the receiver")
     assert len(receiver.requests) == 1
 
 
@@ -604,7 +574,7 @@ def test_huge_answer_body_is_not_read_whole(serve: Callable[..., Receiver]) -> N
 
     result = loopback_sender().deliver(receiver.url(), BODY, SIGNED_HEADERS)
 
-    assert result == DeliveryResult(True, 200, "delivered (HTTP 200)", retryable=False)
+    assert result == DeliveryResult(True, 200, "delivered (HTTP 200)")
     assert receiver.done.wait(timeout=30)
     assert "error" in receiver.notes  # the sender hung up on it
     assert receiver.notes["written"] < total
@@ -619,9 +589,7 @@ def test_dropped_connection_is_a_retryable_failure(serve: Callable[..., Receiver
 
     result = loopback_sender().deliver(receiver.url(), BODY, SIGNED_HEADERS)
 
-    assert result == DeliveryResult(
-        False, None, "connection dropped before an answer", retryable=True
-    )
+    assert result == DeliveryResult(False, None, "connection dropped before an answer")
     assert len(receiver.requests) == 1
 
 
@@ -633,7 +601,7 @@ def test_refused_connection_is_a_retryable_failure() -> None:
 
     result = loopback_sender().deliver(f"http://127.0.0.1:{port}/hook", BODY, SIGNED_HEADERS)
 
-    assert result == DeliveryResult(False, None, "connection could not be opened", retryable=True)
+    assert result == DeliveryResult(False, None, "connection could not be opened")
 
 
 def test_real_transport_connects_to_the_pinned_address_with_the_urls_host_header(
@@ -766,7 +734,7 @@ def test_https_connects_to_the_pinned_ip_and_verifies_the_certificate_for_the_ho
         f"https://callback.test:{receiver.port}/hook", BODY, SIGNED_HEADERS
     )
 
-    assert result == DeliveryResult(True, 201, "delivered (HTTP 201)", retryable=False)
+    assert result == DeliveryResult(True, 201, "delivered (HTTP 201)")
     assert resolver.calls == [("callback.test", receiver.port)]
     assert sni_seen == ["callback.test"]
     [request] = receiver.requests
@@ -784,9 +752,7 @@ def test_https_fails_when_the_certificate_names_another_host(
         f"https://callback.test:{receiver.port}/hook", BODY, SIGNED_HEADERS
     )
 
-    assert result == DeliveryResult(
-        False, None, "TLS handshake or certificate check failed", retryable=True
-    )
+    assert result == DeliveryResult(False, None, "TLS handshake or certificate check failed")
     assert sni_seen == ["callback.test"]
     assert receiver.requests == []
 

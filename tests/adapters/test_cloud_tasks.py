@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as api_exceptions
 
-from adapters.cloud_tasks import CloudTasksQueue
+from adapters.cloud_tasks import RPC_TIMEOUT, CloudTasksQueue
 from adapters.tasks import QueueRole, Task, TaskQueue
 from core.errors import Misconfigured, QueueUnavailable
 from core.settings import Settings
@@ -241,9 +241,9 @@ def test_no_oidc_token_without_a_service_account(
 
 
 def test_create_task_gets_an_explicit_timeout(client: RecordingClient) -> None:
-    make_queue(client, rpc_timeout=7.5).enqueue(Task(QueueRole.STEPS, BODY), delay=0, name="a")
+    make_queue(client).enqueue(Task(QueueRole.STEPS, BODY), delay=0, name="a")
 
-    assert client.calls[0]["timeout"] == 7.5
+    assert client.calls[0]["timeout"] == RPC_TIMEOUT
 
 
 @pytest.mark.parametrize(
@@ -303,17 +303,6 @@ def test_persistent_unavailable_raises_queue_unavailable(client: RecordingClient
     assert len(client.calls) == 3
     assert sleeps == [0.1, 0.4]
     assert client.created == []
-
-
-def test_no_retry_when_transient_retries_is_zero(client: RecordingClient) -> None:
-    client.failures = [api_exceptions.ServiceUnavailable("down")]
-
-    with pytest.raises(QueueUnavailable):
-        make_queue(client, transient_retries=0).enqueue(
-            Task(QueueRole.STEPS, BODY), delay=0, name="a"
-        )
-
-    assert len(client.calls) == 1
 
 
 @pytest.mark.parametrize(

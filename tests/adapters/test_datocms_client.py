@@ -10,10 +10,16 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from adapters.datocms import USER_AGENT, DatoCMSClient, NotSent
+from adapters.datocms import USER_AGENT, DatoCMSClient
 from adapters.log import Log
 from core import datocms
-from core.errors import DatoCMSAuthError, DatoCMSNotFound, DatoCMSRateLimited, DatoCMSUnavailable
+from core.errors import (
+    DatoCMSAuthError,
+    DatoCMSHeldBack,
+    DatoCMSNotFound,
+    DatoCMSRateLimited,
+    DatoCMSUnavailable,
+)
 from core.settings import Secret
 from devstack.datocms_simulator import DatoCMSSimulator
 
@@ -102,7 +108,7 @@ def test_after_a_429_nothing_is_sent_before_the_announced_reset(sim: DatoCMSSimu
         dato.delete_track(UPLOAD, TRACK, None)
     assert limited.value.retry_after == 5
     clock[0] += 4.9
-    with pytest.raises(NotSent) as held:
+    with pytest.raises(DatoCMSHeldBack) as held:
         dato.delete_track(UPLOAD, TRACK, None)
     assert held.value.retry_after == pytest.approx(0.1)
     assert sim.count() == 1

@@ -13,16 +13,18 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from adapters.datocms import DatoCMSClient, NotSent, RatePacer
+from adapters.datocms import DatoCMSClient, RatePacer
 from adapters.log import Log
+from core.errors import DatoCMSHeldBack
+from core.headers import Headers
 from core.settings import Secret
 from devstack.datocms_simulator import DatoCMSSimulator
 
 TOKEN = "pacing-test-token"
 
 
-def answer(remaining: int, limit: int = 60) -> dict[str, str]:
-    return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining)}
+def answer(remaining: int, limit: int = 60) -> Headers:
+    return Headers({"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining)})
 
 
 def pacer(clock: list[float], **options: float) -> RatePacer:
@@ -41,7 +43,7 @@ def test_calls_go_while_there_is_room_and_wait_for_the_oldest_to_leave_the_windo
     for sent in range(1, 60):
         ticket = gate.acquire()
         gate.settle(ticket, 200, answer(60 - sent))
-    with pytest.raises(NotSent) as held:
+    with pytest.raises(DatoCMSHeldBack) as held:
         gate.acquire()  # one would remain: the reserve
     assert held.value.retry_after == pytest.approx(3.05)
     clock[0] += 3.1
@@ -53,13 +55,13 @@ def test_other_clients_calls_count_until_a_window_after_the_answer_that_showed_t
     gate = pacer(clock, shared_reserve=6)
     gate.settle(gate.acquire(), 200, answer(10))  # 49 calls in the window are not ours
     tickets = [gate.acquire() for _ in range(4)]  # 60 - 5 - 49 = 6 remain: the shared reserve
-    with pytest.raises(NotSent) as held:
+    with pytest.raises(DatoCMSHeldBack) as held:
         gate.acquire()
     assert held.value.retry_after == pytest.approx(3.0)
     for remaining, ticket in zip((9, 8, 7, 6), tickets, strict=True):
         gate.settle(ticket, 200, answer(remaining))
     clock[0] = 102.9
-    with pytest.raises(NotSent) as still:
+    with pytest.raises(DatoCMSHeldBack) as still:
         gate.acquire()
     assert still.value.retry_after == pytest.approx(0.1)  # when the others' calls are gone
     clock[0] = 103.02
@@ -70,7 +72,7 @@ def test_without_a_recent_answer_one_call_at_a_time_goes_out() -> None:
     clock = [100.0]
     gate = pacer(clock)
     first = gate.acquire()
-    with pytest.raises(NotSent):
+    with pytest.raises(DatoCMSHeldBack):
         gate.acquire()
     gate.settle(first, 200, answer(59))
     gate.acquire()
@@ -81,7 +83,9 @@ def test_a_refused_call_does_not_count_against_the_window() -> None:
     clock = [100.0]
     gate = pacer(clock, limit=2, reserve=0)
     gate.settle(gate.acquire(), 200, answer(1, limit=2))
-    gate.settle(gate.acquire(), 429, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"})
+    gate.settle(
+        gate.acquire(), 429, Headers({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"})
+    )
     gate.acquire()  # only one call counts: there is room for this one
 
 
@@ -89,9 +93,9 @@ def test_an_answer_without_rate_limit_headers_still_counts_the_call() -> None:
     clock = [100.0]
     gate = pacer(clock, limit=3, reserve=0)
     gate.settle(gate.acquire(), 200, answer(2, limit=3))
-    gate.settle(gate.acquire(), 502, {})  # a CDN page: no headers, but it may have counted
-    gate.settle(gate.acquire(), None, {})  # no answer at all: the same
-    with pytest.raises(NotSent):
+    gate.settle(gate.acquire(), 502, Headers())  # a CDN page: no headers, but it may have counted
+    gate.settle(gate.acquire(), None, Headers())  # no answer at all: the same
+    with pytest.raises(DatoCMSHeldBack):
         gate.acquire()
 
 
@@ -122,13 +126,13 @@ def test_a_paced_client_gets_no_429_from_a_busy_project(sim: DatoCMSSimulator) -
         log=Log(io.StringIO()),
         pacer=RatePacer(window=0.5, limit=5, max_wait=1.0),
     )
-    held: list[NotSent] = []
+    held: list[DatoCMSHeldBack] = []
 
     def poll(count: int) -> None:
         for _ in range(count):
             try:
                 client.job_result("0123456789abcdef01234567", None)
-            except NotSent as error:
+            except DatoCMSHeldBack as error:
                 held.append(error)
 
     threads = [threading.Thread(target=poll, args=(5,)) for _ in range(4)]

@@ -16,9 +16,10 @@ from core.errors import (
     DatoCMSRefused,
     DatoCMSUnavailable,
 )
+from core.headers import Headers
 
 SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "datocms"
-JSON = {"Content-Type": "application/json"}
+JSON = Headers({"Content-Type": "application/json"})
 
 
 def sample(name: str) -> bytes:
@@ -150,7 +151,7 @@ def test_a_synchronous_2xx_to_the_delete_is_not_the_documented_shape(status: int
     ],
 )
 def test_delete_errors_are_typed_by_status_and_code(
-    status: int, headers: dict[str, str], body: bytes, kind: type, code: str
+    status: int, headers: Headers, body: bytes, kind: type, code: str
 ) -> None:
     with pytest.raises(kind) as raised:
         datocms.interpret_delete(status, headers, body)
@@ -160,13 +161,13 @@ def test_delete_errors_are_typed_by_status_and_code(
 
 
 def test_rate_limit_wait_is_the_announced_reset_in_seconds() -> None:
-    error = datocms.error_from(429, {"x-ratelimit-reset": "12"}, b"")
+    error = datocms.error_from(429, Headers({"X-RateLimit-Reset": "12"}), b"")
     assert error.retry_after == 12.0
 
 
 @pytest.mark.parametrize("reset", [None, "soon", "-4", "nan"])
 def test_rate_limit_without_a_usable_reset_waits_one_window(reset: str | None) -> None:
-    headers = {} if reset is None else {"X-RateLimit-Reset": reset}
+    headers = Headers({} if reset is None else {"X-RateLimit-Reset": reset})
     assert datocms.error_from(429, headers, b"").retry_after == datocms.DEFAULT_RESET_SECONDS
 
 

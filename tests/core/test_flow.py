@@ -9,6 +9,7 @@ import pytest
 from core.datocms import Done, Job
 from core.errors import (
     DatoCMSAuthError,
+    DatoCMSHeldBack,
     DatoCMSNotFound,
     DatoCMSRateLimited,
     DatoCMSRefused,
@@ -155,8 +156,8 @@ def test_final_result_finishes_with_the_outcome_and_counts_the_poll() -> None:
 
 
 def test_a_poll_held_back_by_the_rate_limit_is_not_counted() -> None:
-    held = DatoCMSRateLimited("held", retry_after=2.0)
-    action = after_poll(step("poll", polls=2), held, T0, POLICY, 0.5, sent=False)
+    held = DatoCMSHeldBack("held", retry_after=2.0)
+    action = after_poll(step("poll", polls=2), held, T0, POLICY, 0.5)
     assert isinstance(action, Schedule)
     assert action.step.polls == 2
     assert action.delay >= 2.0

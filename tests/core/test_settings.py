@@ -51,11 +51,34 @@ def test_cloudtasks_backend_requires_its_queue_coordinates() -> None:
     assert missing.value.variables == ("TASKS_LOCATION", "TASKS_QUEUE")
 
 
-def test_callback_queue_defaults_to_the_tasks_queue() -> None:
-    assert Settings.from_env({"TASKS_QUEUE": "steps"}).callback_queue == "steps"
-    assert (
-        Settings.from_env({"TASKS_QUEUE": "steps", "CALLBACK_QUEUE": "cb"}).callback_queue == "cb"
-    )
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({}, ("steps", "callbacks")),
+        ({"TASKS_QUEUE": "s"}, ("s", "s")),
+        ({"TASKS_QUEUE": "s", "CALLBACK_QUEUE": "cb"}, ("s", "cb")),
+    ],
+)
+def test_callback_queue_defaults_to_the_tasks_queue(
+    env: dict[str, str], names: tuple[str, str]
+) -> None:
+    assert Settings.from_env(env).queue_names() == names
+
+
+def test_accessors_return_the_value_or_name_the_missing_variable() -> None:
+    settings = Settings.from_env(FULL)
+    assert settings.api_token() == settings.datocms_api_token
+    assert settings.task_keys() == settings.task_signing_keys
+    empty = Settings.from_env({})
+    for accessor, name in [
+        (empty.api_token, "DATOCMS_API_TOKEN"),
+        (empty.intake_tokens, "INTAKE_TOKEN"),
+        (empty.task_keys, "TASK_SIGNING_SECRET"),
+        (empty.callback_keys, "CALLBACK_SIGNING_SECRET"),
+    ]:
+        with pytest.raises(Misconfigured) as missing:
+            accessor()
+        assert missing.value.variables == (name,)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from core.errors import Misconfigured, QueueUnavailable
+from core.headers import Headers
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import Secrets
 from handlers import intake
@@ -46,7 +47,7 @@ def post(
     return intake.handle_http(
         harness.service,
         method=method,
-        headers=headers,
+        headers=Headers(headers),
         content_length=len(data) if content_length is None else content_length,
         stream=io.BytesIO(data),
     )
@@ -139,10 +140,12 @@ def test_body_over_64_kib_gets_413_from_the_declared_length_without_reading(
     reply = intake.handle_http(
         harness.service,
         method="POST",
-        headers={
-            "authorization": f"Bearer {harness.service.settings.intake_token.reveal()}",
-            "content-type": "application/json",
-        },  # type: ignore[union-attr]
+        headers=Headers(
+            {
+                "Authorization": f"Bearer {harness.service.settings.intake_token.reveal()}",  # type: ignore[union-attr]
+                "Content-Type": "application/json",
+            }
+        ),
         content_length=64 * 1024 + 1,
         stream=Unreadable(),
     )

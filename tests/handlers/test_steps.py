@@ -11,6 +11,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from adapters.callback_sender import DeliveryResult
+from core.headers import Headers
 from core.model import DeletionRequest, Outcome, Step
 from core.signing import seal_task
 from devstack.datocms_simulator import DatoCMSSimulator
@@ -20,7 +21,7 @@ from handlers.responses import Reply
 from tests.conftest import Harness
 
 UPLOAD, TRACK = "q0VNpiNQSkG6z0lif_O1zg", "track1"
-FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500", retryable=True)
+FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500")
 
 
 def make_step(harness: Harness, kind: str = "poll", **changes: object) -> Step:
@@ -46,7 +47,7 @@ def deliver(harness: Harness, step: Step, *, retry_count: int = 0) -> Reply:
     return steps.handle_http(
         harness.service,
         method="POST",
-        headers={"x-cloudtasks-taskretrycount": str(retry_count)},
+        headers=Headers({"X-CloudTasks-TaskRetryCount": str(retry_count)}),
         stream=io.BytesIO(body),
     )
 
@@ -202,7 +203,7 @@ def test_last_attempt_dead_letters_with_the_whole_body_and_answers_200(harness: 
 
 def test_a_receiver_answering_410_is_retried_until_the_budget_is_spent(harness: Harness) -> None:
     step = callback_step(harness)
-    gone = DeliveryResult(delivered=False, status=410, reason="gone", retryable=False)
+    gone = DeliveryResult(delivered=False, status=410, reason="gone")
     harness.sender.answers = [gone, gone]
     assert deliver(harness, step).status == 502
     assert deliver(harness, step, retry_count=2).body["status"] == "dead_lettered"
@@ -229,7 +230,9 @@ def test_callback_without_a_signing_secret_is_misconfigured(
 
 
 def test_methods_other_than_post_get_405(harness: Harness) -> None:
-    reply = steps.handle_http(harness.service, method="GET", headers={}, stream=io.BytesIO(b""))
+    reply = steps.handle_http(
+        harness.service, method="GET", headers=Headers(), stream=io.BytesIO(b"")
+    )
     assert reply.status == 405
 
 

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import pytest
 
+from core.headers import Headers
 from devstack.datocms_simulator import DatoCMSSimulator, RequestRecord
 from handlers import intake
 from handlers.responses import Reply
@@ -222,7 +223,7 @@ def call_intake(
         return intake.handle_http(
             harness.service,
             method=method,
-            headers={name.lower(): value for name, value in headers.items()},
+            headers=Headers(headers),
             content_length=length,
             stream=stream if stream is not None else io.BytesIO(body),
         )

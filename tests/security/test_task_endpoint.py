@@ -24,6 +24,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from adapters.callback_sender import DeliveryResult
 from core.errors import TaskRejected
+from core.headers import Headers
 from core.model import DeletionRequest, Outcome, Step
 from core.signing import MAX_TASK_BODY, open_task, seal_task
 from devstack.datocms_simulator import DatoCMSSimulator
@@ -42,7 +43,7 @@ from tests.security import (
 
 ATTACKER_KEY = b"attacker-chosen-key-0123456789"
 METADATA_SERVER = "https://169.254.169.254/computeMetadata/v1/instance/service-accounts/"
-FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500", retryable=True)
+FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500")
 
 
 @pytest.fixture
@@ -122,7 +123,7 @@ def deliver(
         return steps.handle_http(
             harness.service,
             method=method,
-            headers={"x-cloudtasks-taskretrycount": str(retry_count)},
+            headers=Headers({"X-CloudTasks-TaskRetryCount": str(retry_count)}),
             stream=stream if stream is not None else io.BytesIO(body),
         )
     except Exception as crash:
