@@ -86,6 +86,8 @@ def delete_track(request: flask.Request) -> flask.Response:
             headers=Headers(request.headers.items()),
             content_length=request.content_length,
             stream=request.stream,
+            path=request.path,
+            query=request.args.to_dict(flat=False),
         ),
     )
 

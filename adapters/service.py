@@ -8,6 +8,7 @@ Tests build a `Service` with fakes in place of the queue, the clocks or the send
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,11 +19,13 @@ import requests
 from adapters.callback_sender import CallbackSender, DeliveryResult
 from adapters.datocms import DatoCMSClient
 from adapters.log import Log
+from adapters.state_store import open_state_store
 from adapters.tasks import TaskQueue
 from core.learning import PollLearner
 from core.polling import PollPolicy
 from core.recent import RecentKeys
 from core.settings import Settings
+from core.state import StateStore
 
 DEDUP_SECONDS = 3600.0
 
@@ -42,9 +45,13 @@ class Service:
     datocms: DatoCMSClient
     queue: TaskQueue
     sender: Sender
+    #: Request records, and the small documents every instance shares.
+    records: StateStore
+    shared: StateStore
     wall: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
-    claims: RecentKeys = field(default_factory=lambda: RecentKeys(DEDUP_SECONDS))
+    nonce: Callable[[int], bytes] = secrets.token_bytes
+    #: Steps running or done in this process (a task delivered twice at once runs once).
     spent: RecentKeys = field(default_factory=lambda: RecentKeys(DEDUP_SECONDS * 24))
 
     #: What this process learned about job durations; None: the fixed schedule only.
@@ -67,6 +74,18 @@ def build_queue(settings: Settings, log: Log) -> TaskQueue:
     return LocalTaskQueue.from_settings(settings, log)
 
 
+def build_store(settings: Settings, collection: str) -> StateStore:
+    """The state store adapter `STATE_BACKEND` names, for `collection`."""
+    return open_state_store(
+        backend=settings.state_backend,
+        collection=collection,
+        sqlite_path=settings.state_path,
+        firestore_project=settings.firestore_project,
+        firestore_database=settings.firestore_database,
+        firestore_emulator_host=settings.firestore_emulator_host,
+    )
+
+
 def build_service(settings: Settings, log: Log) -> Service:
     """Wire the real adapters. Raises `Misconfigured` when a backend setting is missing."""
     settings.require_backend()
@@ -81,5 +100,7 @@ def build_service(settings: Settings, log: Log) -> Service:
         ),
         queue=build_queue(settings, log),
         sender=CallbackSender(allow_private=settings.callback_allow_private_networks),
+        records=build_store(settings, "requests"),
+        shared=build_store(settings, "shared"),
         learner=PollLearner(max_delay=settings.poll_max_delay),
     )

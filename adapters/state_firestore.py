@@ -20,9 +20,9 @@ from urllib.parse import quote
 
 import requests
 
+from core.errors import StateUnavailable
 from core.state import (
     Document,
-    StateUnavailable,
     Stored,
     check_key,
     check_limit,

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from core.errors import StateUnavailable
 from core.state import (
     Document,
-    StateUnavailable,
     Stored,
     check_key,
     check_limit,

@@ -5,6 +5,7 @@
     ├── RequestRejected          the caller's request is unusable (4xx at intake) → its status
     ├── TaskRejected             a task body the service did not sign             → 401
     ├── QueueUnavailable         the task queue could not take a task (transient) → 503
+    ├── StateUnavailable         the state store could not be read or written     → 503
     └── DatoCMSError             DatoCMS answered something other than success
         ├── DatoCMSUnavailable   429, 5xx, HTML page, timeout, dropped connection (transient)
         │   └── DatoCMSRateLimited   429, or a call held back (below)
@@ -55,6 +56,10 @@ class RequestRejected(ServiceError):
         self.details = details
         self.headers = headers or {}
         super().__init__(message)
+
+
+class StateUnavailable(ServiceError):
+    """The state store could not be reached or answered an error; retrying later may work."""
 
 
 class TaskRejected(ServiceError):

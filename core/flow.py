@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.datocms import Done, Job, outcome_of, outcome_of_refusal
-from core.errors import DatoCMSError, DatoCMSHeldBack, DatoCMSRefused
+from core.errors import DatoCMSError, DatoCMSHeldBack, DatoCMSNotFound, DatoCMSRefused
 from core.model import Outcome, Step
 from core.polling import PollPolicy
 
@@ -61,6 +61,10 @@ def _retry(
     return _later(retry, delay, now, policy, polls)
 
 
+#: A DELETE that ended this way may have taken effect: its answer was lost.
+ANSWER_LOST = frozenset({"TIMEOUT", "CONNECTION_ERROR"})
+
+
 def after_delete(
     current: Step, result: Job | DatoCMSError, now: float, policy: PollPolicy, rand: float
 ) -> Action:
@@ -68,14 +72,19 @@ def after_delete(
 
     At the intake (step 0) the next step is always scheduled: only a task can
     find the deadline passed, so the intake's answer is one of the contract's.
+    A track found gone after a DELETE of this request went unanswered was
+    deleted by that DELETE (`deleted`, without the track's attributes).
     """
+    if isinstance(result, DatoCMSNotFound) and current.unanswered:
+        return Finish(Outcome("deleted", job_id=current.job_id), current.polls)
     if isinstance(result, DatoCMSRefused):
         return Finish(outcome_of_refusal(result), current.polls)
     if isinstance(result, Job):
         first_poll = current.next("poll", job_id=result.id, failures=0)
         delay = policy.delay_after(0, rand, elapsed=now - current.accepted_at)
     else:
-        first_poll = current.next(current.kind, failures=current.failures + 1)
+        lost = current.unanswered or result.code in ANSWER_LOST
+        first_poll = current.next("delete", failures=current.failures + 1, unanswered=lost)
         delay = policy.retry_delay(first_poll.failures, result.retry_after, rand)
     if current.number == 0:
         return Schedule(first_poll, delay)

@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 
 from core.validation import compact_json
 
-StepKind = Literal["delete", "poll", "finish", "callback"]
+StepKind = Literal["resume", "delete", "poll", "callback"]
 OutcomeStatus = Literal["deleted", "not_found", "failed", "timed_out"]
 
 EVENT_TYPES: dict[OutcomeStatus, str] = {
@@ -110,10 +110,13 @@ def failure(code: str, message: str, http_status: int | None) -> dict[str, Any]:
 class Step:
     """The body of one task: where a request stands, and what to do next.
 
-    `number` orders the tasks of one request (1 is the intake's); the task's
-    name is derived from it, so a step delivered twice cannot fork the chain.
+    `number` orders the tasks of one acceptance: the intake is 0, its task 1 is a
+    `resume` (enqueued before the DELETE goes out, it continues from the request's
+    record). `accepted_at` names the acceptance; only the chain the record names acts.
     `not_after` (unix seconds) bounds how long the signed body is honoured.
-    `failures` counts consecutive retryable errors, for the backoff.
+    `failures` counts consecutive retryable errors, for the backoff. `unanswered`:
+    an earlier DELETE of this request may have taken effect without an answer.
+    `resend` counts an operator's re-deliveries of the callback.
     """
 
     kind: StepKind
@@ -126,28 +129,21 @@ class Step:
     polls: int = 0
     failures: int = 0
     job_id: str | None = None
-    outcome: Outcome | None = None
+    unanswered: bool = False
+    resend: int = 0
     callback: dict[str, Any] | None = field(default=None)
 
     @property
     def name(self) -> str:
-        """The deterministic task name of this step.
+        """The deterministic task name: `<request_id>-<acceptance>-<n>` (`-cb`, `-cb-r<k>`).
 
-        The intake's task is `<request_id>-1`: the queue's de-duplication of that
-        name is what makes a repeated request a duplicate (for about an hour).
-        Every later task also names the acceptance it belongs to, so that a new
-        request for the same track, after that hour, never runs into the old
-        chain's task names (still retrying, or remembered by the queue).
+        A step delivered twice cannot fork the chain, and a later acceptance of
+        the same request never runs into an earlier chain's names.
         """
-        if self.number == 1 and self.kind != "callback":
-            return f"{self.request_id}-1"
-        suffix = "cb" if self.kind == "callback" else str(self.number)
-        return f"{self.request_id}-{int(self.accepted_at * 1000):x}-{suffix}"
-
-    @property
-    def identity(self) -> str:
-        """Unique to this step of this acceptance (what "already carried out" remembers)."""
-        suffix = "cb" if self.kind == "callback" else str(self.number)
+        if self.kind == "callback":
+            suffix = f"cb-r{self.resend}" if self.resend else "cb"
+        else:
+            suffix = str(self.number)
         return f"{self.request_id}-{int(self.accepted_at * 1000):x}-{suffix}"
 
     def next(self, kind: StepKind, **changes: Any) -> Step:
@@ -168,8 +164,10 @@ class Step:
             "failures": self.failures,
             "job_id": self.job_id,
         }
-        if self.outcome is not None:
-            data["outcome"] = self.outcome.to_json()
+        if self.unanswered:
+            data["unanswered"] = True
+        if self.resend:
+            data["resend"] = self.resend
         if self.callback is not None:
             data["callback"] = self.callback
         return data
@@ -177,7 +175,6 @@ class Step:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Step:
         """Build from a dict that already passed `schemas/task.json`."""
-        outcome = data.get("outcome")
         return cls(
             kind=data["kind"],
             request_id=data["request_id"],
@@ -189,7 +186,8 @@ class Step:
             polls=data["polls"],
             failures=data["failures"],
             job_id=data["job_id"],
-            outcome=Outcome.from_json(outcome) if outcome is not None else None,
+            unanswered=data.get("unanswered", False),
+            resend=data.get("resend", 0),
             callback=data.get("callback"),
         )
 

@@ -144,6 +144,13 @@ def _given(value: T | None, name: str) -> T:
     return value
 
 
+def _state_backend(env: Mapping[str, str]) -> str:
+    backend = (_text(env, "STATE_BACKEND") or "sqlite").lower()
+    if backend not in ("sqlite", "firestore"):
+        raise Misconfigured(["STATE_BACKEND"], "malformed")
+    return backend
+
+
 def decode_webhook_secret(value: str) -> bytes:
     """The HMAC key of a Standard Webhooks secret (`whsec_<base64>`)."""
     if not value.startswith("whsec_"):
@@ -186,6 +193,14 @@ class Settings:
     callback_retry_max: float
     callback_allow_private_networks: bool
     log_project: str | None
+    state_backend: str
+    state_path: str
+    firestore_project: str | None
+    firestore_database: str
+    firestore_emulator_host: str | None
+    intake_url: str | None
+    idempotency_window: float
+    state_retention: float  # seconds
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -243,6 +258,14 @@ class Settings:
             callback_retry_max=retry_max,
             callback_allow_private_networks=_bool(env, "CALLBACK_ALLOW_PRIVATE_NETWORKS"),
             log_project=_text(env, "GOOGLE_CLOUD_PROJECT") or _text(env, "TASKS_PROJECT"),
+            state_backend=_state_backend(env),
+            state_path=_text(env, "STATE_PATH") or "",
+            firestore_project=_text(env, "FIRESTORE_PROJECT") or _text(env, "TASKS_PROJECT"),
+            firestore_database=_text(env, "FIRESTORE_DATABASE") or "(default)",
+            firestore_emulator_host=_text(env, "FIRESTORE_EMULATOR_HOST"),
+            intake_url=(_text(env, "INTAKE_URL") or "").rstrip("/") or None,
+            idempotency_window=_float(env, "IDEMPOTENCY_WINDOW_SECONDS", minimum=0),
+            state_retention=_float(env, "STATE_RETENTION_DAYS", minimum=0) * 86400.0,
         )
 
     def require(self, *names: str) -> None:

@@ -18,11 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from core.errors import StateUnavailable
+
 KEY = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
-
-
-class StateUnavailable(Exception):
-    """The store could not be reached or answered an error; retrying later may work."""
 
 
 def check_key(key: str) -> str:

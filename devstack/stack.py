@@ -172,6 +172,7 @@ class LocalStack:
         self.receiver = CallbackReceiver(self.secrets.callback_secret)
         self._extra_env = dict(env or {})
         self._with_event = with_event_function
+        self._state_dir = tempfile.TemporaryDirectory(prefix="track-deleter-state-")
         self.functions: dict[str, FunctionProcess] = {}
 
     def environment(self, base_url: str, poll_port: int) -> dict[str, str]:
@@ -186,6 +187,7 @@ class LocalStack:
                 "CALLBACK_SIGNING_SECRET": self.secrets.callback_secret,
                 "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
                 "TASKS_BACKEND": "local",
+                "STATE_PATH": str(Path(self._state_dir.name) / "state.sqlite3"),
                 "POLL_URL": f"http://127.0.0.1:{poll_port}/",
                 "POLL_INITIAL_DELAY_SECONDS": "0.2",
                 "POLL_MAX_DELAY_SECONDS": "1",
@@ -221,6 +223,7 @@ class LocalStack:
             function.stop()
         self.receiver.stop()
         self.simulator.stop()
+        self._state_dir.cleanup()
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -1,18 +1,23 @@
-"""Carrying out the flow's decisions: enqueue the next step, or report an outcome.
+"""Carrying out the flow's decisions: enqueue the next step, record it, report an outcome.
 
-Every task is named after its request and its place in the chain
-(`<request_id>-<n>`, `<request_id>-cb`), so a step delivered twice cannot
-start a second chain, and each request has exactly one callback sequence.
+Every task is named after its acceptance and its place in the chain
+(`<request_id>-<acceptance>-<n>`, `…-cb`), so a step delivered twice cannot
+fork the chain, and each request has exactly one callback sequence. The
+request's record follows every step; the first final outcome recorded wins.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from adapters.log import Log
 from adapters.service import Service
 from adapters.tasks import QueueRole, Task, callback_retry
 from core.flow import Action, Finish, Schedule
-from core.model import Outcome, Step, callback_body
+from core.model import Step, callback_body
+from core.record import Record
 from core.signing import seal_task
+from handlers import records
 
 #: How long a step's signed body stays valid after its request's deadline
 #: (room for the steps queue's own retries).
@@ -32,50 +37,97 @@ def callback_not_after(now: float, service: Service) -> float:
 def enqueue(service: Service, step: Step, delay: float) -> bool:
     """Seal and enqueue `step`; False when a task of its name already exists."""
     role = QueueRole.CALLBACKS if step.kind == "callback" else QueueRole.STEPS
-    body = seal_task(step.to_json(), service.settings.task_signing_keys[0])
+    body = seal_task(step.to_json(), service.settings.task_keys()[0])
     return service.queue.enqueue(Task(role, body), delay=delay, name=step.name)
 
 
-def carry_out(service: Service, current: Step, action: Action, log: Log) -> bool:
-    """Enqueue what `action` asks for after `current`. False when it was already enqueued."""
-    if isinstance(action, Schedule):
-        created = enqueue(service, action.step, action.delay)
-        log.info(
-            "scheduled" if created else "already scheduled",
-            step=action.step.kind,
-            next_task=action.step.name,
-            delay_seconds=round(action.delay, 3),
-            job_id=action.step.job_id,
-        )
-        return created
-    return report(service, current, action, log)
+def ours(record: Record, step: Step) -> bool:
+    """Whether `record` still belongs to the acceptance `step` is part of."""
+    return record.accepted_at == step.accepted_at
 
 
-def report(service: Service, current: Step, finish: Finish, log: Log) -> bool:
-    """Queue the callback for `finish.outcome`, or log the outcome when nobody asked for one."""
-    outcome: Outcome = finish.outcome
-    log = log.bind(job_id=outcome.job_id)
-    if current.request.callback_url is None:
-        log.info("request finished", status=outcome.status, polls=finish.polls, error=outcome.error)
-        return True
-    now = service.wall()
-    body = callback_body(current, outcome, polls=finish.polls, now=now)
-    delivery = Step(
-        kind="callback",
-        request_id=current.request_id,
-        request=current.request,
-        environment=current.environment,
-        accepted_at=current.accepted_at,
-        number=current.number + 1,
-        not_after=callback_not_after(now, service),
+def progressed(record: Record, step: Step, schedule: Schedule, now: float) -> Record:
+    """`record` after `step` scheduled `schedule` (unchanged if the request moved on)."""
+    if not ours(record, step) or record.done:
+        return record
+    following = schedule.step
+    return record.touched(
+        now,
+        status="pending" if following.kind == "poll" else "queued",
+        lease_until=None,
+        job_id=following.job_id,
+        polls=following.polls,
+        unanswered=following.unanswered,
+        next_at=now + schedule.delay,
+    )
+
+
+def concluded(record: Record, step: Step, finish: Finish, now: float) -> Record:
+    """`record` with its final outcome; a request already final keeps its first outcome."""
+    if not ours(record, step) or record.done:
+        return record
+    body = callback_body(step, finish.outcome, polls=finish.polls, now=now)
+    return record.touched(
+        now,
+        status=finish.outcome.status,
+        lease_until=None,
+        job_id=finish.outcome.job_id or record.job_id,
         polls=finish.polls,
-        job_id=outcome.job_id,
-        callback=body,
+        next_at=None,
+        outcome=body["data"],
+        finished_at=now,
+    )
+
+
+def carry_out(service: Service, current: Step, action: Action, log: Log) -> None:
+    """Enqueue what `action` asks for after `current`, and record it."""
+    if isinstance(action, Finish):
+        report(service, current, action, log)
+        return
+    created = enqueue(service, action.step, action.delay)
+    log.info(
+        "scheduled" if created else "already scheduled",
+        step=action.step.kind,
+        next_task=action.step.name,
+        delay_seconds=round(action.delay, 3),
+        job_id=action.step.job_id,
+    )
+    now = service.wall()
+    records.mutate(service, current.request_id, lambda r: progressed(r, current, action, now), now)
+
+
+def report(service: Service, current: Step, finish: Finish, log: Log) -> None:
+    """Record the final outcome, then queue its callback (or log it when nobody asked)."""
+    now = service.wall()
+    record = records.mutate(
+        service, current.request_id, lambda r: concluded(r, current, finish, now), now
+    )
+    if record is None or not ours(record, current):
+        log.warning("request record gone or superseded; outcome not reported")
+        return
+    queue_callback(service, current, record, log)
+
+
+def queue_callback(service: Service, current: Step, record: Record, log: Log) -> None:
+    """Queue the callback of the final `record` (idempotent: the task name is fixed)."""
+    outcome = record.outcome or {}
+    log = log.bind(job_id=record.job_id)
+    if current.request.callback_url is None:
+        log.info(
+            "request finished", status=record.status, polls=record.polls, error=outcome.get("error")
+        )
+        return
+    delivery = replace(
+        current.next("callback"),
+        not_after=callback_not_after(service.wall(), service),
+        polls=record.polls,
+        job_id=record.job_id,
+        callback=record.callback_body(),
+        resend=record.callback.resends,
     )
     created = enqueue(service, delivery, 0.0)
     log.info(
         "request finished; callback queued" if created else "callback already queued",
-        status=outcome.status,
-        polls=finish.polls,
+        status=record.status,
+        polls=record.polls,
     )
-    return created

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Mapping
 from typing import IO, Any
 
 from adapters.log import Log, trace_field
@@ -25,13 +26,15 @@ from core.errors import (
     QueueUnavailable,
     RequestRejected,
     ServiceError,
+    StateUnavailable,
 )
 from core.flow import Finish, Schedule, after_delete
 from core.headers import Headers
 from core.model import DeletionRequest, Step
+from core.record import Record
 from core.signing import constant_time_equal
 from core.urlpolicy import CallbackURLRejected, parse_callback_url
-from handlers import chain
+from handlers import chain, records, requests_api
 from handlers.responses import Reply, error, reply_for
 
 MAX_BODY = 64 * 1024
@@ -110,8 +113,11 @@ def handle_http(
     headers: Headers,
     content_length: int | None,
     stream: IO[bytes],
+    path: str = "/",
+    query: Mapping[str, list[str]] | None = None,
 ) -> Reply:
-    """`delete_track`: authenticate, validate, submit, answer."""
+    """`delete_track`: authenticate, then route: `POST /` submits a deletion request;
+    `handlers.requests_api` serves the status resource and the dead-letter operations."""
     settings = service.settings
     tokens = settings.intake_tokens()  # several during a rotation
     if not any(authenticate(headers.get("authorization"), token) for token in tokens):
@@ -122,6 +128,15 @@ def handle_http(
             "Missing or wrong credentials.",
             headers={"WWW-Authenticate": 'Bearer, Basic realm="delete_track"'},
         )
+    if path not in ("", "/"):
+        answer_ = requests_api.route(
+            service,
+            method,
+            path,
+            query or {},
+            lambda: read_json_body(headers.get("content-type"), content_length, stream),
+        )
+        return answer_ if answer_ is not None else requests_api.not_found()
     if method != "POST":
         return error(405, "method_not_allowed", "Only POST is allowed.", headers={"Allow": "POST"})
     try:
@@ -175,10 +190,14 @@ def validate(data: Any, *, allow_private: bool) -> DeletionRequest:
 
 
 def submit(service: Service, request: DeletionRequest, log: Log) -> Reply:
-    """Claim, DELETE, enqueue the first task; the answer. Raises `ServiceError`s the caller maps."""
+    """Record, enqueue the follow-up, then DELETE; the answer. Raises `ServiceError`s.
+
+    Nothing goes to DatoCMS before the request is recorded and its first task
+    (`resume`, task 1) is enqueued: a `503` always means no DELETE was sent.
+    """
     settings = service.settings
-    if request.callback_url is not None and not settings.callback_signing_keys:
-        raise Misconfigured(["CALLBACK_SIGNING_SECRET"])
+    if request.callback_url is not None:
+        settings.callback_keys()  # Misconfigured before anything happens
     environment = request.environment or settings.datocms_environment
     request_id = request.request_id(settings.datocms_environment)
     log = log.bind(
@@ -187,78 +206,96 @@ def submit(service: Service, request: DeletionRequest, log: Log) -> Reply:
         upload_track_id=request.upload_track_id,
     )
     now = service.wall()
-    if not service.claims.claim(request_id, now):
-        log.info("duplicate request (same instance)")
-        return _status(200, request_id, "duplicate")
-    try:
-        return _submit_claimed(
-            service, request, request_id=request_id, environment=environment, now=now, log=log
+    verdict, record = records.claim(
+        service, records.new_record(service, request, request_id, environment, now), now
+    )
+    if verdict == "duplicate":
+        log.info("duplicate request", first_accepted=record.created_at)
+        return _status(service, 200, request_id, "duplicate")
+    if verdict == "in_progress":
+        log.info("request with this id is being decided right now")
+        return error(
+            409,
+            "in_progress",
+            "A request with this id is being accepted right now; retry shortly.",
+            request_id=request_id,
+            headers={"Retry-After": "1"},
         )
-    except BaseException:
-        service.claims.release(request_id)
-        raise
-
-
-def _submit_claimed(
-    service: Service,
-    request: DeletionRequest,
-    *,
-    request_id: str,
-    environment: str | None,
-    now: float,
-    log: Log,
-) -> Reply:
     intake = Step(
         kind="delete",
         request_id=request_id,
         request=request,
         environment=environment,
-        accepted_at=now,
+        accepted_at=record.accepted_at,
         number=0,
-        not_after=chain.step_not_after(now, service),
+        not_after=chain.step_not_after(record.accepted_at, service),
+        unanswered=record.unanswered,
     )
+    try:
+        # The follow-up first: if the intake dies after this, task 1 carries on.
+        delay = service.policy.delay_after(0, service.rand(), elapsed=0.0)
+        chain.enqueue(service, intake.next("resume"), delay)
+    except QueueUnavailable as failure:
+        log.error("task queue unavailable; nothing was sent to DatoCMS", reason=str(failure))
+        records.abandon(service, record, service.wall())
+        raise
+    return _delete(service, intake, record, log)
+
+
+def _delete(service: Service, intake: Step, record: Record, log: Log) -> Reply:
+    """Send the intake's DELETE, record what it means, and answer."""
+    request = intake.request
     result: Job | DatoCMSError
     try:
         result = service.datocms.delete_track(
-            request.upload_id, request.upload_track_id, environment, log=log
+            request.upload_id, request.upload_track_id, intake.environment, log=log
         )
     except (DatoCMSAuthError, DatoCMSBadResponse) as failure:
         log.error(
             "DatoCMS rejected the deletion call", http_status=failure.http_status, code=failure.code
         )
+        records.abandon(service, record, service.wall())
         raise
     except DatoCMSError as failure:
         result = failure
-    action = after_delete(intake, result, service.wall(), service.policy, service.rand())
-    # A finish at the intake is still a task: the first task must land on the steps
-    # queue as `<request_id>-1`, the name that proves the request was accepted once.
-    first = (
-        action.step
-        if isinstance(action, Schedule)
-        else intake.next("finish", outcome=action.outcome, polls=action.polls)
-    )
+    now = service.wall()
+    action = after_delete(intake, result, now, service.policy, service.rand())
     try:
-        created = chain.enqueue(service, first, action.delay if isinstance(action, Schedule) else 0)
-    except QueueUnavailable as failure:
-        log.error("task queue unavailable; the deletion is not scheduled", reason=str(failure))
-        raise
-    if not created:
-        log.info("duplicate request (task already exists)")
-        return _status(200, request_id, "duplicate")
-    return _accepted(request_id, action, log)
+        if isinstance(action, Finish):
+            records.mutate(
+                service,
+                intake.request_id,
+                lambda r: chain.concluded(r, intake, action, now),
+                now,
+            )
+        else:
+            records.mutate(
+                service,
+                intake.request_id,
+                lambda r: chain.progressed(r, intake, action, now),
+                now,
+            )
+    except StateUnavailable as failure:
+        # The DELETE went out: task 1 finds the lease expired and carries on.
+        log.warning("could not record the DELETE's answer", reason=str(failure))
+    return _accepted(service, intake.request_id, action, log)
 
 
-def _status(status: int, request_id: str, state: str, **extra: Any) -> Reply:
-    return Reply(status, {"request_id": request_id, "status": state, **extra})
+def _status(service: Service, status: int, request_id: str, state: str, **extra: Any) -> Reply:
+    return Reply(
+        status,
+        {"request_id": request_id, "status": state, **extra},
+        {"Location": records.location(service, request_id)},
+    )
 
 
-def _accepted(request_id: str, action: Schedule | Finish, log: Log) -> Reply:
+def _accepted(service: Service, request_id: str, action: Schedule | Finish, log: Log) -> Reply:
     if isinstance(action, Schedule):
         if action.step.kind == "poll":
             log.info("deletion accepted; polling scheduled", job_id=action.step.job_id)
-            return _status(202, request_id, "pending", job_id=action.step.job_id)
+            return _status(service, 202, request_id, "pending", job_id=action.step.job_id)
         log.warning("DatoCMS unavailable; deletion queued", delay_seconds=round(action.delay, 3))
-        return _status(202, request_id, "queued")
+        return _status(service, 202, request_id, "queued")
     outcome = action.outcome  # at the intake: a refusal, or a track that does not exist
     log.info("deletion finished at intake", status=outcome.status, job_id=outcome.job_id)
     if outcome.error is not None:  # failed
@@ -272,7 +309,9 @@ def _accepted(request_id: str, action: Schedule | Finish, log: Log) -> Reply:
             },
             request_id=request_id,
         )
-    return _status(200, request_id, "not_found")
+    if outcome.status == "deleted":  # an earlier, unanswered DELETE of this request did it
+        return _status(service, 200, request_id, "deleted")
+    return _status(service, 200, request_id, "not_found")
 
 
 # ---------------------------------------------------------------------------
@@ -311,4 +350,7 @@ def handle_event(service: Service, event_id: str | None, data: Any) -> Reply | N
             "event dropped: it can never succeed", code=rejected.code, details=rejected.details
         )
         return None
-    return submit(service, request, log)
+    reply = submit(service, request, log)
+    if reply.status == 409:  # being decided by another delivery: come back
+        raise StateUnavailable("a request with this id is being accepted")
+    return reply

@@ -17,6 +17,7 @@ from core.errors import (
     QueueUnavailable,
     RequestRejected,
     ServiceError,
+    StateUnavailable,
     TaskRejected,
 )
 
@@ -69,6 +70,14 @@ def reply_for(exc: ServiceError, request_id: str | None = None) -> Reply:
             "upstream_bad_response",
             "DatoCMS answered with an unexpected body.",
             request_id=request_id,
+        )
+    if isinstance(exc, StateUnavailable):
+        return error(
+            503,
+            "state_unavailable",
+            "The state store is unavailable; try again shortly.",
+            request_id=request_id,
+            headers={"Retry-After": "5"},
         )
     if isinstance(exc, QueueUnavailable):
         return error(

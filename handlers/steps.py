@@ -1,27 +1,36 @@
 """`poll_job`: the target of every task the service enqueues.
 
 A task body is opened (signature, then schema) before anything else; a body
-the service did not sign gets `401` and causes no outbound call. Then one step
-runs: a retried DELETE, a poll, a finish, or one callback delivery attempt.
+the service did not sign gets `401` and causes no outbound call. Then, if the
+request's record says it is still this chain's turn, one step runs: a resume
+(task 1), a retried DELETE, a poll, or one callback delivery attempt.
 Answers 2xx when the step is done (including "not final yet, next poll
 scheduled"), non-2xx only when the queue should retry it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import IO
 
 from adapters.log import Log, trace_field
 from adapters.service import Service
 from core import validation
 from core.datocms import Done, Job
-from core.errors import DatoCMSAuthError, DatoCMSBadResponse, DatoCMSError, TaskRejected
-from core.flow import Action, Finish, after_delete, after_poll
+from core.errors import (
+    DatoCMSAuthError,
+    DatoCMSBadResponse,
+    DatoCMSError,
+    StateUnavailable,
+    TaskRejected,
+)
+from core.flow import Action, after_delete, after_poll
 from core.headers import Headers
 from core.model import Step, encode
+from core.record import CallbackState, Record
 from core.signing import MAX_TASK_BODY, open_task, webhook_signature
 from core.urlpolicy import parse_callback_url
-from handlers import chain
+from handlers import chain, records
 from handlers.responses import Reply, error, reply_for
 
 
@@ -48,19 +57,16 @@ def handle_http(service: Service, *, method: str, headers: Headers, stream: IO[b
     if step.not_after < now:
         log.warning("task expired; ignored", step=step.kind)
         return Reply(200, {"status": "expired"})
-    if not service.spent.claim(step.identity, now):  # claimed before running: one at a time
+    if not service.spent.claim(step.name, now):  # claimed before running: one at a time
         log.info("task already carried out (or running); ignored", step=step.kind)
         return Reply(200, {"status": "already_done"})
     try:
-        if step.kind == "callback":
-            reply = deliver_callback(service, step, headers, log)
-        else:
-            reply = run_step(service, step, log)
+        reply = _run(service, step, log, now)
     except BaseException:
-        service.spent.release(step.identity)
+        service.spent.release(step.name)
         raise
     if not 200 <= reply.status < 300:
-        service.spent.release(step.identity)  # the queue retries it: let the retry run
+        service.spent.release(step.name)  # the queue retries it: let the retry run
     return reply
 
 
@@ -72,15 +78,51 @@ def open_step(body: bytes, keys: tuple[bytes, ...]) -> Step:
     return Step.from_json(payload)
 
 
-def run_step(service: Service, step: Step, log: Log) -> Reply:
-    """Run a delete, poll or finish step and enqueue what follows."""
-    if step.kind == "finish":
-        assert step.outcome is not None  # noqa: S101 (the task schema requires it)
-        chain.report(service, step, Finish(step.outcome, step.polls), log)
-        return Reply(200, {"status": "finished"})
+def _run(service: Service, step: Step, log: Log, now: float) -> Reply:
+    """The step, if the request's record says it is still this chain's turn."""
+    try:
+        record = records.load(service, step.request_id, now)
+        if record is None or not chain.ours(record, step):
+            log.info("request record gone or superseded; task ignored", step=step.kind)
+            return Reply(200, {"status": "superseded"})
+        if step.kind == "callback":
+            return deliver_callback(service, step, record, log)
+        if record.done and step.kind != "resume":
+            log.info("request already final; task ignored", step=step.kind)
+            return Reply(200, {"status": "already_final"})
+        return run_step(service, step, record, log, now)
+    except StateUnavailable as failure:
+        log.warning("state store unavailable; the queue will retry", reason=str(failure))
+        return error(503, "state_unavailable", "The state store is unavailable.")
+
+
+def run_step(service: Service, step: Step, record: Record, log: Log, now: float) -> Reply:
+    """Run a resume, delete or poll step and carry out what follows."""
+    if step.kind == "resume":
+        resumed = _resume(service, step, record, log, now)
+        if isinstance(resumed, Reply):
+            return resumed
+        step = resumed
     action = _poll(service, step, log) if step.kind == "poll" else _delete(service, step, log)
     chain.carry_out(service, step, action, log)
     return Reply(200, {"status": "done", "next": type(action).__name__.lower()})
+
+
+def _resume(service: Service, step: Step, record: Record, log: Log, now: float) -> Step | Reply:
+    """Task 1, enqueued before the intake's DELETE: continue from what the record says."""
+    if record.done:
+        chain.queue_callback(service, step, record, log)
+        return Reply(200, {"status": "finished"})
+    if record.status == "pending" and record.job_id is not None:
+        return replace(step, kind="poll", job_id=record.job_id, polls=record.polls)
+    if record.status == "accepting":
+        if (record.lease_until or 0.0) > now:
+            log.info("the intake is still deciding; the queue will retry")
+            return error(503, "in_progress", "The intake has not finished yet.")
+        # The intake died around its DELETE: whether it went out is unknown.
+        log.warning("the intake did not record its DELETE; deleting again")
+        return replace(step, kind="delete", unanswered=True, failures=1)
+    return replace(step, kind="delete", unanswered=record.unanswered, failures=1)
 
 
 def _delete(service: Service, step: Step, log: Log) -> Action:
@@ -128,62 +170,83 @@ def _log_failure(log: Log, failure: DatoCMSError) -> None:
     )
 
 
-def deliver_callback(service: Service, step: Step, headers: Headers, log: Log) -> Reply:
-    """One delivery attempt; the last allowed attempt dead-letters instead of failing."""
+def deliver_callback(service: Service, step: Step, record: Record, log: Log) -> Reply:
+    """One delivery attempt, counted in the record (never taken from a header).
+
+    The budget's last attempt, or a receiver answering 410 Gone, dead-letters.
+    """
     settings = service.settings
     url = step.request.callback_url
     assert url is not None and step.callback is not None  # noqa: S101 (schema and chain)
-    attempt = _retry_count(headers) + 1
-    target = _redacted(url, settings.callback_allow_private_networks)
-    if not settings.callback_signing_keys and attempt >= settings.callback_max_attempts:
-        # Nothing can be signed, and the queue will not try again: keep the callback.
-        log.error(
-            "callback dead-lettered",
-            attempt=attempt,
-            reason="CALLBACK_SIGNING_SECRET is missing",
-            target=target,
-            callback=step.callback,
-        )
-        return Reply(200, {"status": "dead_lettered", "attempt": attempt})
-    keys = settings.callback_keys()
+    if not _open(record, step):
+        log.info("callback already ended; task ignored", state=record.callback.state)
+        return Reply(200, {"status": "already_done"})
+    now = service.wall()
+    record = records.mutate(service, step.request_id, lambda r: _attempted(r, step, now), now) or (
+        record
+    )
+    attempt = record.callback.attempts
+    log = log.bind(attempt=attempt, target=_redacted(url, settings.callback_allow_private_networks))
+    last = attempt >= settings.callback_max_attempts
+    if not settings.callback_signing_keys:
+        if not last:
+            settings.callback_keys()  # raises Misconfigured: 500, and the queue retries
+        # Nothing can be signed, and no attempt is left: keep the callback.
+        return _dead_letter(service, step, None, "CALLBACK_SIGNING_SECRET is missing", log)
     body = encode(step.callback)
     timestamp = int(service.wall())
     signed_headers = {
         "webhook-id": step.request_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": webhook_signature(keys, step.request_id, timestamp, body),
+        "webhook-signature": webhook_signature(
+            settings.callback_keys(), step.request_id, timestamp, body
+        ),
         "Content-Type": "application/json",
     }
     result = service.sender.deliver(url, body, signed_headers)
     if result.delivered:
-        log.info("callback delivered", attempt=attempt, http_status=result.status, target=target)
+        _end(service, step, "delivered", result.status)
+        log.info("callback delivered", http_status=result.status)
         return Reply(200, {"status": "delivered", "attempt": attempt})
-    # The contract: retried until 2xx or the budget is spent, whatever the failure
-    # (410 Gone and a host refused at send time included).
-    last = attempt >= settings.callback_max_attempts
-    if last:
-        log.error(
-            "callback dead-lettered",
-            attempt=attempt,
-            http_status=result.status,
-            reason=result.reason,
-            target=target,
-            callback=step.callback,
-        )
-        return Reply(200, {"status": "dead_lettered", "attempt": attempt})
+    if last or result.status == 410:  # 410 Gone: Standard Webhooks' "stop sending"
+        return _dead_letter(service, step, result.status, result.reason, log)
+    _end(service, step, "pending", result.status)
     log.warning(
         "callback attempt failed; the queue will retry",
-        attempt=attempt,
         http_status=result.status,
         reason=result.reason,
-        target=target,
     )
     return error(502, "callback_failed", "The callback receiver did not accept the callback.")
 
 
-def _retry_count(headers: Headers) -> int:
-    raw = headers.get("x-cloudtasks-taskretrycount", "0")
-    return int(raw) if raw.isdigit() and len(raw) < 7 else 0
+def _open(record: Record, step: Step) -> bool:
+    """Whether the callback sequence `step` belongs to is still going on."""
+    return record.callback.resends == step.resend and record.callback.state == "pending"
+
+
+def _attempted(record: Record, step: Step, now: float) -> Record:
+    if not _open(record, step):
+        return record
+    return record.with_callback(now, attempts=record.callback.attempts + 1)
+
+
+def _end(service: Service, step: Step, state: CallbackState, status: int | None) -> None:
+    now = service.wall()
+
+    def ended(record: Record) -> Record:
+        if not _open(record, step):
+            return record
+        if state == "delivered":
+            return record.with_callback(now, state=state, last_status=status, delivered_at=now)
+        return record.with_callback(now, state=state, last_status=status, failed_at=now)
+
+    records.mutate(service, step.request_id, ended, now)
+
+
+def _dead_letter(service: Service, step: Step, status: int | None, reason: str, log: Log) -> Reply:
+    _end(service, step, "dead_letter", status)
+    log.error("callback dead-lettered", http_status=status, reason=reason, callback=step.callback)
+    return Reply(200, {"status": "dead_lettered"})
 
 
 def _redacted(url: str, allow_private: bool) -> str:

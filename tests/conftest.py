@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import requests
 from adapters.callback_sender import DeliveryResult
 from adapters.datocms import DatoCMSClient
 from adapters.log import Log
+from adapters.state_sqlite import SQLiteStateStore
 from adapters.service import Service
 from adapters.tasks import Task
 from core.settings import Settings
@@ -103,7 +105,9 @@ class Harness:
 
 
 @pytest.fixture
-def make_harness(secrets: Secrets, simulator: DatoCMSSimulator) -> Callable[..., Harness]:
+def make_harness(
+    secrets: Secrets, simulator: DatoCMSSimulator, tmp_path: Path
+) -> Callable[..., Harness]:
     def make(**overrides: str) -> Harness:
         env = base_env(secrets, simulator.base_url)
         env.update(overrides)
@@ -126,6 +130,8 @@ def make_harness(secrets: Secrets, simulator: DatoCMSSimulator) -> Callable[...,
             ),
             queue=queue,
             sender=sender,
+            records=SQLiteStateStore(tmp_path / "state.sqlite3", "requests"),
+            shared=SQLiteStateStore(tmp_path / "state.sqlite3", "shared"),
             wall=lambda: clock[0],
             rand=lambda: 0.5,
         )

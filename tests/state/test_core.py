@@ -10,8 +10,8 @@ import pytest
 from adapters.state_firestore import FirestoreStateStore, to_fields
 from adapters.state_sqlite import SQLiteStateStore
 from adapters.state_store import open_state_store
-from core.errors import Misconfigured
-from core.state import Document, StateUnavailable, Stored, decode_cursor, encode_cursor, update
+from core.errors import Misconfigured, StateUnavailable
+from core.state import Document, Stored, decode_cursor, encode_cursor, update
 
 T = 1_900_000_000.0
 

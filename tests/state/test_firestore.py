@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from adapters.state_firestore import FirestoreStateStore
-from core.state import Document, StateUnavailable
+from core.errors import StateUnavailable
+from core.state import Document
 from tests.netguard import loopback_guard
 
 pytestmark = pytest.mark.xdist_group("firestore")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from adapters.state_sqlite import SQLiteStateStore
-from core.state import Document, StateUnavailable
+from core.errors import StateUnavailable
+from core.state import Document
 
 T = 1_900_000_000.0
 

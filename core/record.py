@@ -1,0 +1,155 @@
+"""A request's record: what every instance knows of one request, as pure values.
+
+    accepting ──DELETE answered──► queued | pending ──► deleted | not_found | failed | timed_out
+
+`accepted_at` names the chain of tasks allowed to act on the request (tasks carry it,
+signed); `lease_until` marks an intake deciding the DELETE right now (`409 in_progress`).
+A record never holds a secret, nor the callback URL beyond its host: the URL is kept
+sealed (`core.sealing`) so that a dead letter can be sent again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, cast
+
+from core.model import EVENT_TYPES, OutcomeStatus, rfc3339
+from core.state import Document
+
+RecordStatus = Literal[
+    "accepting", "queued", "pending", "deleted", "not_found", "failed", "timed_out"
+]
+CallbackState = Literal["none", "pending", "delivered", "dead_letter"]
+FINAL: frozenset[str] = frozenset({"deleted", "not_found", "failed", "timed_out"})
+
+#: How long an intake may take to decide the DELETE before another may take over.
+LEASE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Callback:
+    """Where the callback of a request stands."""
+
+    host: str | None
+    sealed_url: str | None
+    state: CallbackState
+    attempts: int = 0
+    last_status: int | None = None
+    delivered_at: float | None = None
+    failed_at: float | None = None  # the last failed attempt (the dead-letter listing's key)
+    resends: int = 0  # times an operator asked for the callback again
+
+
+@dataclass(frozen=True)
+class Record:
+    """One request, as stored (`Document.data`)."""
+
+    request_id: str
+    status: RecordStatus
+    created_at: float
+    updated_at: float
+    accepted_at: float
+    upload_id: str
+    upload_track_id: str | None
+    environment: str | None
+    callback: Callback
+    lease_until: float | None = None
+    unanswered: bool = False  # a DELETE of this request may have taken effect unanswered
+    job_id: str | None = None
+    polls: int = 0
+    next_at: float | None = None
+    outcome: dict[str, Any] | None = None  # the callback's `data`, once final
+    finished_at: float | None = None
+    selector: dict[str, Any] | None = None
+    tracks: list[dict[str, Any]] | None = field(default=None)
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL
+
+    def to_json(self) -> dict[str, Any]:
+        return {"v": 1, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        fields = {k: v for k, v in data.items() if k != "v"}
+        fields["callback"] = Callback(**fields["callback"])
+        return cls(**fields)
+
+    def touched(self, now: float, **changes: Any) -> Record:
+        return replace(self, updated_at=now, **changes)
+
+    def with_callback(self, now: float, **changes: Any) -> Record:
+        return replace(self, updated_at=now, callback=replace(self.callback, **changes))
+
+    def callback_body(self) -> dict[str, Any]:
+        """The final callback, rebuilt from the record (same body as first sent)."""
+        if self.outcome is None or self.finished_at is None:
+            raise ValueError("the request is not final")
+        status = cast(OutcomeStatus, self.outcome["status"])
+        return {
+            "type": EVENT_TYPES[status],
+            "timestamp": rfc3339(self.finished_at),
+            "data": self.outcome,
+        }
+
+
+Existing = Literal["duplicate", "in_progress", "take_over", "renew"]
+
+
+def on_existing(record: Record, now: float, window: float) -> Existing:
+    """What a new request with the id of an existing `record` becomes."""
+    if record.status == "accepting":
+        return "in_progress" if (record.lease_until or 0.0) > now else "take_over"
+    if record.done and record.created_at + window <= now:
+        return "renew"
+    return "duplicate"
+
+
+def to_document(record: Record, *, window: float, retention: float, running_for: float) -> Document:
+    """The stored form: kept for the duplicate window, and `retention` after the end.
+
+    `running_for` bounds how long a request may stay unfinished (deadline and callbacks).
+    """
+    end = record.finished_at if record.finished_at is not None else record.created_at + running_for
+    dead = record.callback.state == "dead_letter"
+    return Document(
+        key=record.request_id,
+        data=record.to_json(),
+        expires_at=max(record.created_at + window, end + retention),
+        dead_letter_at=(record.callback.failed_at or record.updated_at) if dead else None,
+    )
+
+
+def status_resource(record: Record) -> dict[str, Any]:
+    """The public view (`schemas/request_status.json`)."""
+    callback = record.callback
+    return {
+        "request_id": record.request_id,
+        "status": "queued" if record.status == "accepting" else record.status,
+        "done": record.done,
+        "created_at": rfc3339(record.created_at),
+        "updated_at": rfc3339(record.updated_at),
+        "upload_id": record.upload_id,
+        "upload_track_id": record.upload_track_id,
+        "selector": record.selector,
+        "environment": record.environment,
+        "job_id": record.job_id,
+        "polls": record.polls,
+        "tracks": record.tracks,
+        "outcome": record.outcome if record.done else None,
+        "callback": {
+            "host": callback.host,
+            "state": callback.state,
+            "attempts": callback.attempts,
+            "last_status": callback.last_status,
+            "delivered_at": rfc3339(callback.delivered_at) if callback.delivered_at else None,
+        },
+    }
+
+
+def retry_after(record: Record, now: float) -> int:
+    """Seconds until the next scheduled step of a request not yet done (at least 1)."""
+    if record.next_at is None:
+        return 1
+    return max(1, int(record.next_at - now + 0.999))
