@@ -6,7 +6,7 @@ import io
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,15 @@ import requests
 from adapters.callback_sender import DeliveryResult
 from adapters.datocms import DatoCMSClient
 from adapters.log import Log
-from adapters.state_sqlite import SQLiteStateStore
 from adapters.service import Service
+from adapters.state_sqlite import SQLiteStateStore
 from adapters.tasks import Task
+from core.model import Step
+from core.record import RecordStatus
 from core.settings import Settings
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import Secrets
+from handlers import records
 
 
 @dataclass
@@ -150,3 +153,13 @@ def firestore_emulator_host() -> Iterator[str]:
             yield host
     except EmulatorMissing as exc:
         unavailable(str(exc))
+
+
+def accept(harness: Harness, step: Step, status: RecordStatus = "pending") -> None:
+    """The record that `step`'s acceptance left, as the intake writes it (if none yet)."""
+    service = harness.service
+    fresh = records.new_record(
+        service, step.request, step.request_id, step.environment, step.accepted_at
+    )
+    record = replace(fresh, status=status, lease_until=None, job_id=step.job_id)
+    service.records.create(records.document(service, record), now=harness.clock[0])

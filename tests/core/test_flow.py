@@ -172,16 +172,34 @@ def test_a_new_job_from_the_poll_is_followed() -> None:
 def test_step_names_are_deterministic_and_distinct_per_step() -> None:
     first = step()
     second = first.next("poll", job_id="j")
-    assert first.name == f"{first.request_id}-1"  # the intake's task: the duplicate check
+    assert first.name == f"{first.request_id}-{int(T0 * 1000):x}-1"
     assert first.name == step().name
     assert second.name != first.name and second.name == first.next("poll", job_id="j").name
     assert second.next("callback").name.endswith("-cb")
+    assert replace(second.next("callback"), resend=2).name.endswith("-cb-r2")
     assert second.next("callback").name.startswith(first.request_id)
 
 
 def test_a_later_acceptance_of_the_same_request_never_reuses_the_old_chains_names() -> None:
     old, new = step(), step(accepted_at=T0 + 7200)
-    assert old.name == new.name  # the same duplicate check ...
     for kind in ("poll", "callback"):
-        assert old.next(kind).name != new.next(kind).name  # ... but distinct chains
-    assert old.identity != new.identity
+        assert old.next(kind).name != new.next(kind).name
+    assert old.name != new.name
+
+
+def test_a_track_found_gone_after_an_unanswered_delete_was_deleted_by_it() -> None:
+    gone = DatoCMSNotFound("not found", http_status=404, code="NOT_FOUND")
+    answered = after_delete(step(), gone, T0, POLICY, 0.5)
+    unanswered = after_delete(step(unanswered=True), gone, T0, POLICY, 0.5)
+    assert isinstance(answered, Finish) and answered.outcome.status == "not_found"
+    assert isinstance(unanswered, Finish) and unanswered.outcome.status == "deleted"
+    assert unanswered.outcome.track is None
+
+
+def test_a_delete_whose_answer_was_lost_marks_the_retry_unanswered() -> None:
+    lost = DatoCMSUnavailable("timed out", code="TIMEOUT")
+    refused = DatoCMSUnavailable("busy", http_status=503, code="HTTP_503")
+    after_lost = after_delete(step(), lost, T0, POLICY, 0.5)
+    after_503 = after_delete(step(), refused, T0, POLICY, 0.5)
+    assert isinstance(after_lost, Schedule) and after_lost.step.unanswered
+    assert isinstance(after_503, Schedule) and not after_503.step.unanswered

@@ -14,7 +14,7 @@ from core.errors import Misconfigured, QueueUnavailable
 from core.headers import Headers
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import Secrets
-from handlers import intake
+from handlers import intake, records
 from handlers.responses import Reply
 from tests.conftest import Harness
 
@@ -63,6 +63,12 @@ def harness(make_harness: Callable[..., Harness], simulator: DatoCMSSimulator) -
     return make_harness(CALLBACK_ALLOW_PRIVATE_NETWORKS="false")
 
 
+def record_of(harness: Harness, request_id: str, *, missing: bool = False) -> Any:
+    found = records.load(harness.service, request_id, harness.clock[0])
+    assert (found is None) == missing
+    return found
+
+
 def test_accepted_deletion_answers_202_pending_with_the_job_and_schedules_a_poll(
     harness: Harness, simulator: DatoCMSSimulator
 ) -> None:
@@ -73,10 +79,13 @@ def test_accepted_deletion_answers_202_pending_with_the_job_and_schedules_a_poll
     assert reply.body["job_id"]
     [(_, delay, name)] = harness.queue.enqueued
     payload = harness.queue.payloads()[0]
-    assert payload["kind"] == "poll" and payload["job_id"] == reply.body["job_id"]
+    assert payload["kind"] == "resume"  # enqueued before the DELETE went out
     assert delay == harness.service.settings.poll_initial_delay
-    assert name == f"{reply.body['request_id']}-1"
+    assert name == f"{reply.body['request_id']}-{int(harness.clock[0] * 1000):x}-1"
     assert simulator.count("DELETE") == 1
+    record = record_of(harness, reply.body["request_id"])
+    assert record.status == "pending" and record.job_id == reply.body["job_id"]
+    assert reply.headers["Location"] == f"/requests/{reply.body['request_id']}"
 
 
 def test_basic_auth_with_the_token_as_password_is_accepted(
@@ -238,8 +247,9 @@ def test_missing_track_answers_200_not_found_and_queues_the_finish(harness: Harn
     assert reply.status == 200
     assert reply.body["status"] == "not_found"
     [payload] = harness.queue.payloads()
-    assert payload["kind"] == "finish"
-    assert payload["outcome"]["status"] == "not_found"
+    assert payload["kind"] == "resume"  # it queues the callback from the record
+    outcome = record_of(harness, reply.body["request_id"]).outcome
+    assert outcome is not None and outcome["status"] == "not_found"
 
 
 def test_sandbox_refusal_answers_422_with_the_request_id_and_queues_a_failure(
@@ -253,8 +263,8 @@ def test_sandbox_refusal_answers_422_with_the_request_id_and_queues_a_failure(
         reply.body["error"]["details"]["datocms_code"]
         == "IMMUTABLE_UPLOAD_TRACKS_IN_SANDBOX_ENVIRONMENT"
     )
-    [payload] = harness.queue.payloads()
-    assert payload["outcome"]["status"] == "failed"
+    outcome = record_of(harness, reply.body["request_id"]).outcome
+    assert outcome is not None and outcome["status"] == "failed"
     assert simulator.requests[0].environment == "sandbox"
 
 
@@ -266,10 +276,12 @@ def test_datocms_unavailable_answers_202_queued_and_schedules_the_delete(
     reply = post(harness, request())
     assert reply.status == 202
     assert reply.body["status"] == "queued"
-    [(_, delay, _)] = harness.queue.enqueued
-    assert harness.queue.payloads()[0]["kind"] == "delete"
+    assert [payload["kind"] for payload in harness.queue.payloads()] == ["resume"]
+    record = record_of(harness, reply.body["request_id"])
+    assert record.status == "queued"
+    assert record.unanswered == (fault == "drop")  # a dropped answer: the DELETE may have worked
     if isinstance(fault, tuple):
-        assert delay >= 4
+        assert record.next_at is not None and record.next_at - harness.clock[0] >= 4
 
 
 def test_datocms_rejecting_the_service_token_answers_502_and_queues_nothing(
@@ -280,7 +292,7 @@ def test_datocms_rejecting_the_service_token_answers_502_and_queues_nothing(
     assert reply.status == 502
     assert reply.body["error"]["code"] == "upstream_auth_failed"
     assert reply.body["request_id"].startswith("req_")
-    assert harness.queue.enqueued == []
+    assert record_of(harness, reply.body["request_id"], missing=True) is None  # a retry is free
     assert "a-wrong-token" not in harness.logs.getvalue()
 
 

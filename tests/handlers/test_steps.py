@@ -11,14 +11,15 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from adapters.callback_sender import DeliveryResult
+from core.flow import Finish
 from core.headers import Headers
 from core.model import DeletionRequest, Outcome, Step
 from core.signing import seal_task
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import Secrets
-from handlers import chain, steps
+from handlers import chain, records, steps
 from handlers.responses import Reply
-from tests.conftest import Harness
+from tests.conftest import Harness, accept
 
 UPLOAD, TRACK = "q0VNpiNQSkG6z0lif_O1zg", "track1"
 FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500")
@@ -39,7 +40,9 @@ def make_step(harness: Harness, kind: str = "poll", **changes: object) -> Step:
         "not_after": chain.step_not_after(now, harness.service),
     }
     fields.update(changes)
-    return Step(**fields)  # type: ignore[arg-type]
+    made = Step(**fields)  # type: ignore[arg-type]
+    accept(harness, made)
+    return made
 
 
 def deliver(harness: Harness, step: Step, *, retry_count: int = 0) -> Reply:
@@ -149,11 +152,19 @@ def test_queue_outage_during_a_step_answers_503_so_the_task_is_retried(
         deliver(harness, make_step(harness, "delete"))
 
 
-def test_finish_step_queues_the_callback_once(harness: Harness) -> None:
-    finish = make_step(harness, "finish", outcome=Outcome("not_found"))
-    assert deliver(harness, finish).status == 200
+def test_resume_of_a_request_final_at_intake_queues_the_callback_once(harness: Harness) -> None:
+    resume = make_step(harness, "resume")
+    now = harness.clock[0]
+    records.mutate(
+        harness.service,
+        resume.request_id,
+        lambda r: chain.concluded(r, resume, Finish(Outcome("not_found"), 0), now),
+        now,
+    )
+    assert deliver(harness, resume).status == 200
     assert harness.queue.payloads()[0]["callback"]["type"] == "upload_track.already_deleted"
-    deliver(harness, finish.next("finish", outcome=Outcome("not_found")))
+    harness.service.spent.release(resume.name)  # as if delivered again to another instance
+    assert deliver(harness, resume).status == 200
     assert len(harness.queue.enqueued) == 1
 
 
@@ -191,22 +202,36 @@ def test_retries_keep_the_webhook_id_and_sign_afresh(harness: Harness) -> None:
 
 def test_last_attempt_dead_letters_with_the_whole_body_and_answers_200(harness: Harness) -> None:
     step = callback_step(harness)
-    harness.sender.answers = [FAILED]
-    reply = deliver(harness, step, retry_count=2)  # CALLBACK_MAX_ATTEMPTS=3: this is the third
+    harness.sender.answers = [FAILED, FAILED, FAILED]
+    assert [deliver(harness, step).status for _ in range(2)] == [502, 502]
+    reply = deliver(harness, step)  # CALLBACK_MAX_ATTEMPTS=3: this is the third
     assert reply.status == 200 and reply.body["status"] == "dead_lettered"
     [entry] = [e for e in harness.logs.entries() if e["message"] == "callback dead-lettered"]
     assert entry["severity"] == "ERROR"
     assert entry["callback"] == step.callback
     assert entry["target"] == "https://hooks.example.com"
     assert "/done" not in json.dumps(entry)
+    record = records.load(harness.service, step.request_id, harness.clock[0])
+    assert record is not None and record.callback.state == "dead_letter"
+    assert record.callback.attempts == 3 and record.callback.last_status == 500
 
 
-def test_a_receiver_answering_410_is_retried_until_the_budget_is_spent(harness: Harness) -> None:
+def test_the_attempt_budget_is_counted_in_the_record_never_taken_from_the_header(
+    harness: Harness,
+) -> None:
     step = callback_step(harness)
-    gone = DeliveryResult(delivered=False, status=410, reason="gone")
-    harness.sender.answers = [gone, gone]
-    assert deliver(harness, step).status == 502
-    assert deliver(harness, step, retry_count=2).body["status"] == "dead_lettered"
+    harness.sender.answers = [FAILED]
+    reply = deliver(harness, step, retry_count=11)  # a replayed task claiming its last attempt
+    assert reply.status == 502  # attempt 1 of 3: the queue retries, nothing dead-lettered
+    assert deliver(harness, step, retry_count=11).body["status"] == "delivered"
+
+
+def test_a_receiver_answering_410_dead_letters_at_once(harness: Harness) -> None:
+    step = callback_step(harness)
+    harness.sender.answers = [DeliveryResult(delivered=False, status=410, reason="gone")]
+    assert deliver(harness, step).body["status"] == "dead_lettered"
+    assert deliver(harness, step).body["status"] == "already_done"
+    assert len(harness.sender.sent) == 1
 
 
 def test_callback_without_a_signing_secret_is_misconfigured(
@@ -220,10 +245,13 @@ def test_callback_without_a_signing_secret_is_misconfigured(
         CALLBACK_SIGNING_SECRET="",
         TASK_SIGNING_SECRET=signing.service.settings.task_signing_keys[0].decode(),
     )
-    with pytest.raises(Misconfigured):
-        deliver(unsigned, step)
+    unsigned.service.records = signing.service.records
+    for _ in range(2):
+        with pytest.raises(Misconfigured):
+            deliver(unsigned, step)
+        unsigned.service.spent.release(step.name)
     assert unsigned.sender.sent == []
-    last = deliver(unsigned, step, retry_count=2)  # CALLBACK_MAX_ATTEMPTS=3: the queue's last try
+    last = deliver(unsigned, step)  # CALLBACK_MAX_ATTEMPTS=3: the last attempt
     assert last.body["status"] == "dead_lettered"
     [letter] = [e for e in unsigned.logs.entries() if e["message"] == "callback dead-lettered"]
     assert letter["callback"] == step.callback and letter["severity"] == "ERROR"
@@ -247,7 +275,13 @@ def test_polls_teach_the_instance_learner_what_they_saw(
     harness.clock[0] += 4.0
     deliver(
         harness,
-        make_step(harness, job_id="0123456789abcdef01234567", accepted_at=harness.clock[0] - 2.0),
+        make_step(
+            harness,
+            job_id="0123456789abcdef01234567",
+            accepted_at=harness.clock[0] - 2.0,
+            request=DeletionRequest(UPLOAD, "other-track"),
+            request_id=DeletionRequest(UPLOAD, "other-track").request_id(None),
+        ),
     )
     deliver(
         harness, make_step(harness, job_id=job_id, accepted_at=harness.clock[0] - 4.0, number=2)

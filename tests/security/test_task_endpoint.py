@@ -29,9 +29,9 @@ from core.model import DeletionRequest, Outcome, Step
 from core.signing import MAX_TASK_BODY, open_task, seal_task
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import new_webhook_secret
-from handlers import chain, steps
+from handlers import chain, records, steps
 from handlers.responses import Reply
-from tests.conftest import Harness
+from tests.conftest import Harness, accept
 from tests.security import (
     PUBLIC_CALLBACK,
     TRACK,
@@ -78,7 +78,9 @@ def make_step(
         "failures": 1,
     }
     fields.update(changes)
-    return Step(**fields)
+    made = Step(**fields)
+    accept(harness, made)
+    return made
 
 
 def callback_step(harness: Harness, **changes: Any) -> Step:
@@ -327,17 +329,20 @@ def test_a_callback_that_failed_once_is_retried_then_never_delivered_again(scene
     assert len(ids) == 1
 
 
-def test_a_genuine_finish_task_delivered_twice_queues_one_callback(scene: Scene) -> None:
+def test_a_genuine_resume_task_delivered_twice_sends_one_delete(scene: Scene) -> None:
     harness = scene.harness
-    step = make_step(harness, "finish", outcome=Outcome("not_found"), number=2)
+    step = make_step(harness, "resume")  # its record says the DELETE is still to be retried
+    records.mutate(
+        harness.service, step.request_id, lambda r: r.touched(r.updated_at, status="queued"), 0.0
+    )
     body = seal(harness, step)
     assert deliver(harness, body).status == 200
     assert deliver(harness, body).body == {"status": "already_done"}
-    assert [name for _, _, name in harness.queue.enqueued] == [step.next("callback").name]
+    assert [r.method for r in scene.datocms_requests()] == ["DELETE"]
     assert harness.sender.sent == []
 
 
-@pytest.mark.parametrize("kind", ["delete", "poll", "finish", "callback"])
+@pytest.mark.parametrize("kind", ["resume", "delete", "poll", "callback"])
 def test_an_expired_genuine_task_is_acknowledged_and_causes_no_call(
     scene: Scene, kind: str
 ) -> None:
@@ -347,8 +352,6 @@ def test_an_expired_genuine_task_is_acknowledged_and_causes_no_call(
         step = callback_step(harness, not_after=past)
     else:
         extra: dict[str, Any] = {"job_id": "4235"} if kind == "poll" else {}
-        if kind == "finish":
-            extra = {"outcome": Outcome("deleted", job_id="4235")}
         step = make_step(harness, kind, not_after=past, **extra)
     reply = deliver(harness, seal(harness, step))
     assert reply.status == 200 and reply.body == {"status": "expired"}
