@@ -285,7 +285,7 @@ def _rate_section(lines: list[str], results: Results) -> None:
     add("")
     add(
         "How the service stays under the limit without 429s: every DatoCMS client paces "
-        "itself (`adapters.datocms.RatePacer`). It counts its own calls in the window, reads "
+        "itself (`adapters.pacing.RatePacer`). It counts its own calls in the window, reads "
         "`X-RateLimit-Limit` / `X-RateLimit-Remaining` from every answer to learn what the "
         "other clients of the project (here, the other process) used, and lets a call go "
         "only while more than a small reserve would remain. A call that finds no room waits "
