@@ -110,8 +110,9 @@ def failure(code: str, message: str, http_status: int | None) -> dict[str, Any]:
 class Step:
     """The body of one task: where a request stands, and what to do next.
 
-    `number` orders the tasks of one request (1 is the intake's); the task's
-    name is derived from it, so a step delivered twice cannot fork the chain.
+    `number` orders the steps of one request (0 is the intake's own DELETE, 1 the
+    first task it enqueues); the task's name is derived from it, so a step
+    delivered twice cannot fork the chain.
     `not_after` (unix seconds) bounds how long the signed body is honoured.
     `failures` counts consecutive retryable errors, for the backoff.
     """
