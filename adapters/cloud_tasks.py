@@ -71,7 +71,7 @@ def _required(value: str | None, what: str) -> str:
 class CloudTasksQueue:
     """`TaskQueue` on Google Cloud Tasks (or its emulator, over plain gRPC)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only settings and injected test seams)
         self,
         *,
         project: str,

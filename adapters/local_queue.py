@@ -48,7 +48,7 @@ class _Entry:
 class LocalTaskQueue:
     """In-process scheduler implementing the `TaskQueue` port."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only settings and injected test seams)
         self,
         *,
         target_url: str,

@@ -111,7 +111,7 @@ def _smoother(grid: Sequence[float], bandwidth: float) -> list[list[tuple[int, f
     return rows
 
 
-def estimate_survival(
+def estimate_survival(  # noqa: PLR0912 (one estimator, read top to bottom)
     observations: Iterable[Observation],
     grid: Sequence[float],
     *,

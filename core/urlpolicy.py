@@ -308,7 +308,7 @@ def _ipv4_blocked(ip: ipaddress.IPv4Address) -> str | None:
     return None
 
 
-def _ipv6_blocked(ip: ipaddress.IPv6Address) -> str | None:
+def _ipv6_blocked(ip: ipaddress.IPv6Address) -> str | None:  # noqa: PLR0911, PLR0912 (one case per special range)
     # Forms that carry an IPv4 address: judge the IPv4 address they reach.
     if ip.ipv4_mapped is not None:
         # ::ffff:a.b.c.d *is* a.b.c.d on a dual-stack socket.

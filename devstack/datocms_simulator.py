@@ -349,7 +349,7 @@ class DatoCMSSimulator:
     Thread-safe: configure it (`add_track`, `inject`, ...) while it serves.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only knobs of a test double)
         self,
         *,
         api_token: str = "sim-token",  # noqa: S107 - a fake token for a local fake
@@ -453,7 +453,7 @@ class DatoCMSSimulator:
 
     # ----------------------------------------------------------------------- configuration
 
-    def add_track(
+    def add_track(  # noqa: PLR0913 (keyword-only track attributes)
         self,
         upload_id: str,
         track_id: str,

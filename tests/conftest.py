@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,10 +64,6 @@ class RecordingSender:
 
 class LogCapture(io.StringIO):
     """A stream for `Log` that parses what was written."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
 
     def entries(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.getvalue().splitlines() if line]

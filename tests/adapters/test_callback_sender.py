@@ -24,15 +24,17 @@ import pytest
 
 from adapters.callback_sender import (
     MAX_ADDRESSES_TRIED,
-    MAX_RESPONSE_BYTES,
     USER_AGENT,
     CallbackSender,
     DeliveryResult,
+    resolve_host,
+    result_for_status,
+)
+from adapters.callback_transport import (
+    MAX_RESPONSE_BYTES,
     PinnedRequest,
     TransportError,
     Urllib3Transport,
-    resolve_host,
-    result_for_status,
 )
 from tests.netguard import loopback_guard
 

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from adapters.datocms import DatoCMSClient, RatePacer
+from adapters.datocms import DatoCMSClient
 from adapters.log import Log
+from adapters.pacing import RatePacer
 from core.errors import DatoCMSHeldBack
 from core.headers import Headers
 from core.settings import Secret

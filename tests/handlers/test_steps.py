@@ -288,7 +288,6 @@ def test_polls_teach_the_instance_learner_what_they_saw(
     )
     assert harness.service.learner.observations == 1  # the finished job; the pending one waits
     assert harness.service.learner.current is not None
-    assert harness.service.policy.planner is not None
 
 
 def test_the_same_callback_task_delivered_twice_at_once_is_sent_once(harness: Harness) -> None:

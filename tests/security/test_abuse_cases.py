@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from adapters.callback_sender import CallbackSender, PinnedRequest
+from adapters.callback_sender import CallbackSender
+from adapters.callback_transport import PinnedRequest
 from core.headers import Headers
 from devstack.datocms_simulator import DatoCMSSimulator
 from handlers import intake

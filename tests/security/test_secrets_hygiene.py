@@ -130,7 +130,7 @@ def _wait_until(condition: Any, timeout: float = WAIT) -> bool:
     return False
 
 
-def _play_main_stack(stack: LocalStack, transcript: Transcript) -> None:
+def _play_main_stack(stack: LocalStack, transcript: Transcript) -> None:  # noqa: PLR0915 (one scripted session)
     token = stack.secrets.intake_token
     bearer = {"Authorization": f"Bearer {token}"}
     path_secret, query_secret = "p-" + random.token_hex(8), "q-" + random.token_hex(8)
