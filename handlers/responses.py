@@ -49,42 +49,34 @@ def error(
     return Reply(status, body, headers or {})
 
 
+#: Errors raised on purpose that answer the same way every time: status, code, message.
+_FIXED: tuple[tuple[type[ServiceError], int, str, str], ...] = (
+    (Misconfigured, 500, "misconfigured", "The service is not configured correctly."),
+    (TaskRejected, 401, "invalid_task", "The task body is not one this service signed."),
+    (DatoCMSAuthError, 502, "upstream_auth_failed", "DatoCMS refused the service's credentials."),
+    (DatoCMSBadResponse, 502, "upstream_bad_response", "DatoCMS answered with an unexpected body."),
+    (
+        StateUnavailable,
+        503,
+        "state_unavailable",
+        "The state store is unavailable; try again shortly.",
+    ),
+    (
+        QueueUnavailable,
+        503,
+        "queue_unavailable",
+        "The task queue is unavailable; try again shortly.",
+    ),
+)
+
+
 def reply_for(exc: ServiceError, request_id: str | None = None) -> Reply:
-    """The answer for an error raised on purpose."""
-    if isinstance(exc, Misconfigured):
-        return error(500, "misconfigured", "The service is not configured correctly.")
+    """The answer for an error raised on purpose (`request_id` once the request is valid)."""
     if isinstance(exc, RequestRejected):
         return error(exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers)
-    if isinstance(exc, TaskRejected):
-        return error(401, "invalid_task", "The task body is not one this service signed.")
-    if isinstance(exc, DatoCMSAuthError):
-        return error(
-            502,
-            "upstream_auth_failed",
-            "DatoCMS refused the service's credentials.",
-            request_id=request_id,
-        )
-    if isinstance(exc, DatoCMSBadResponse):
-        return error(
-            502,
-            "upstream_bad_response",
-            "DatoCMS answered with an unexpected body.",
-            request_id=request_id,
-        )
-    if isinstance(exc, StateUnavailable):
-        return error(
-            503,
-            "state_unavailable",
-            "The state store is unavailable; try again shortly.",
-            request_id=request_id,
-            headers={"Retry-After": "5"},
-        )
-    if isinstance(exc, QueueUnavailable):
-        return error(
-            503,
-            "queue_unavailable",
-            "The task queue is unavailable; try again shortly.",
-            request_id=request_id,
-            headers={"Retry-After": "5"},
-        )
+    for kind, status, code, message in _FIXED:
+        if isinstance(exc, kind):
+            retry = {"Retry-After": "5"} if status == 503 else None
+            known = request_id if status >= 502 else None
+            return error(status, code, message, request_id=known, headers=retry)
     return error(500, "internal", "The request could not be processed.", request_id=request_id)

@@ -24,7 +24,7 @@ from core.errors import (
     StateUnavailable,
     TaskRejected,
 )
-from core.flow import Action, after_delete, after_poll
+from core.flow import Action, Schedule, after_delete, after_poll
 from core.headers import Headers
 from core.model import Step, encode
 from core.record import CallbackState, Record
@@ -98,17 +98,23 @@ def _run(service: Service, step: Step, log: Log, now: float) -> Reply:
 
 def run_step(service: Service, step: Step, record: Record, log: Log, now: float) -> Reply:
     """Run a resume, delete or poll step and carry out what follows."""
+    action: Action
     if step.kind == "resume":
         resumed = _resume(service, step, record, log, now)
         if isinstance(resumed, Reply):
             return resumed
+        if isinstance(resumed, Schedule):
+            chain.carry_out(service, step, resumed, log)
+            return Reply(200, {"status": "done", "next": "schedule"})
         step = resumed
     action = _poll(service, step, log) if step.kind == "poll" else _delete(service, step, log)
     chain.carry_out(service, step, action, log)
     return Reply(200, {"status": "done", "next": type(action).__name__.lower()})
 
 
-def _resume(service: Service, step: Step, record: Record, log: Log, now: float) -> Step | Reply:
+def _resume(
+    service: Service, step: Step, record: Record, log: Log, now: float
+) -> Step | Schedule | Reply:
     """Task 1, enqueued before the intake's DELETE: continue from what the record says."""
     if record.done:
         chain.queue_callback(service, step, record, log)
@@ -122,7 +128,10 @@ def _resume(service: Service, step: Step, record: Record, log: Log, now: float) 
         # The intake died around its DELETE: whether it went out is unknown.
         log.warning("the intake did not record its DELETE; deleting again")
         return replace(step, kind="delete", unanswered=True, failures=1)
-    return replace(step, kind="delete", unanswered=record.unanswered, failures=1)
+    retry = replace(step, kind="delete", unanswered=record.unanswered, failures=1)
+    if record.next_at is not None and record.next_at > now:  # e.g. an announced rate-limit reset
+        return Schedule(retry.next("delete"), record.next_at - now)
+    return retry
 
 
 def _delete(service: Service, step: Step, log: Log) -> Action:

@@ -58,7 +58,7 @@ locals {
 
   # The steps queue: the code schedules its own polls and ends them at
   # POLL_TIMEOUT_SECONDS; these retries only cover a crashed or unreachable
-  # poll_job. The same policy as the local queue's (handlers.service.STEPS_RETRY).
+  # poll_job. The same policy as the local queue's (adapters.tasks.STEPS_RETRY).
   steps_retry = {
     max_attempts        = -1
     min_backoff_seconds = 1

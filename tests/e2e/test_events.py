@@ -309,7 +309,7 @@ def test_a_duplicate_event_leads_to_one_delete_and_one_callback(
     assert messages == [
         "DatoCMS answered",
         "deletion accepted; polling scheduled",
-        "duplicate request (same instance)",
+        "duplicate request",
     ]
 
 

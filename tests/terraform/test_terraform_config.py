@@ -25,9 +25,8 @@ import pytest
 from hcl2.utils import SerializationOptions
 
 from adapters.cloud_tasks import CloudTasksQueue
-from adapters.tasks import RetryPolicy
+from adapters.tasks import STEPS_RETRY, RetryPolicy, callback_retry
 from core.settings import VARIABLES, Settings, Variable, decode_webhook_secret
-from handlers.service import STEPS_RETRY, callback_retry
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "terraform"
