@@ -11,12 +11,31 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 from devstack.stack import LocalStack
 
 UPLOAD_ID = "q0VNpiNQSkG6z0lif_O1zg"
 TRACK_ID = "xBe7u01029ipxBLQhYzZCJ1cke01zCkuUsgnYtH0017nNzbpv2YcsoMDmw"
 JOB_SECONDS = 2.5
+
+
+def settled_status(stack: LocalStack, request_id: str) -> dict[str, Any]:
+    """The status resource once poll_job has recorded the delivery (just after the 2xx)."""
+    view: dict[str, Any] = stack.status(request_id).json()
+    waited = time.monotonic()
+    while view["callback"]["state"] == "pending" and time.monotonic() - waited < 5:
+        time.sleep(0.05)
+        view = stack.status(request_id).json()
+    return view
+
+
+def show_status(label: str, view: dict[str, Any]) -> None:
+    callback = view["callback"]
+    print(
+        f"  {label:>22}: status {view['status']}, done {view['done']}, polls {view['polls']}, "
+        f"callback {callback['state']} ({callback['attempts']} attempt(s))"
+    )
 
 
 def main() -> int:
@@ -37,6 +56,8 @@ def main() -> int:
         print("  " + json.dumps(request))
         answer = stack.submit(request)
         answered = time.monotonic() - started
+        request_id = answer.json()["request_id"]
+        before = stack.status(request_id).json()
         print()
 
         deliveries = stack.receiver.wait_for(1, timeout=30)
@@ -59,9 +80,13 @@ def main() -> int:
             f"  {delivery.at - started:6.2f} s  callback received, signature verified by "
             f"standardwebhooks (webhook-id {delivery.headers['webhook-id']})"
         )
+        after = settled_status(stack, request_id)
+        print(f"\nGET {answer.headers.get('Location')} (the status resource)")
+        for label, view in (("right after the intake", before), ("after the callback", after)):
+            show_status(label, view)
         print("\nCallback body:")
         print("  " + json.dumps(delivery.payload, indent=2).replace("\n", "\n  "))
-        ok = delivery.payload["type"] == "upload_track.deleted"
+        ok = delivery.payload["type"] == "upload_track.deleted" and after["done"]
         print("\nDemo " + ("succeeded." if ok else "did not end with a deletion."))
         return 0 if ok else 1
 

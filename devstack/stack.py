@@ -246,5 +246,13 @@ class LocalStack:
             timeout=timeout,
         )
 
+    def status(self, request_id: str, *, timeout: float = 10.0) -> requests.Response:
+        """`GET /requests/{request_id}` on `delete_track` (the status resource)."""
+        return requests.get(
+            f"{self.intake_url.rstrip('/')}/requests/{request_id}",
+            headers={"Authorization": f"Bearer {self.secrets.intake_token}"},
+            timeout=timeout,
+        )
+
     def logs(self) -> list[dict[str, Any]]:
         return [entry for function in self.functions.values() for entry in function.logs()]
