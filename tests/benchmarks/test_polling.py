@@ -44,7 +44,7 @@ def test_the_learner_only_hears_of_jobs_that_finished() -> None:
     starts = polling.arrivals(200, seed=2)
     learner = PollLearner(max_delay=30.0)
     polling.service("learned", jobs, starts, seed=2, learner=learner)
-    assert learner.observations == 200
+    assert learner.seen == 200
 
 
 def test_on_long_jobs_the_learned_schedule_beats_the_best_official_client() -> None:

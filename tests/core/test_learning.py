@@ -147,14 +147,24 @@ def test_learner_plans_nothing_before_enough_jobs_finished() -> None:
     assert learner.plan(0.0, 0) is not None
 
 
-def test_policy_falls_back_to_the_fixed_schedule_until_the_learner_plans() -> None:
+def test_policy_falls_back_to_the_cold_schedule_until_the_learner_plans() -> None:
     learner = PollLearner(max_delay=30.0, min_observations=3)
     policy = PollPolicy(initial=1.0, maximum=30.0, timeout=900.0, planner=learner.plan)
     assert policy.delay_after(0, 0.5) == 1.0
     for _ in range(3):
         learner.observe(4.9, 5.0)
-    assert policy.delay_after(0, 0.5) == pytest.approx(5.0, abs=0.3)
-    assert policy.delay_after(0, 1.0) == pytest.approx(1.1 * policy.delay_after(0, 0.5))
+    assert policy.delay_after(0, 0.0) == pytest.approx(5.0, abs=0.3)
+
+
+def test_learned_waits_are_spread_late_only_by_up_to_the_jitter() -> None:
+    learner = PollLearner(max_delay=30.0, min_observations=3)
+    policy = PollPolicy(initial=1.0, maximum=30.0, timeout=900.0, planner=learner.plan)
+    for _ in range(3):
+        learner.observe(4.9, 5.0)
+    planned = learner.plan(0.0, 0)
+    assert planned is not None
+    assert policy.delay_after(0, 0.0) == planned
+    assert policy.delay_after(0, 1.0) == pytest.approx(1.1 * planned)
 
 
 def test_learner_takes_the_last_pending_poll_as_the_lower_bound() -> None:
