@@ -343,6 +343,9 @@ class LearningConfig:
     refresh: int = 8
     #: Planned poll times kept (past them, waits grow with the elapsed time).
     max_times: int = 64
+    #: A plan is kept only when expected to cost this much less than the cold schedule
+    #: (a plan looks better on the observations it was fitted to than it will do).
+    margin: float = 0.05
 
 
 DEFAULT_CONFIG = LearningConfig()
@@ -469,7 +472,7 @@ def plan_schedule(
     end = grid[-1]
     learned = curve.cost(extend(times, end, config.max_delay), config.poll_cost)
     cold = curve.cost(cold_poll_times(config.initial, config.max_delay, end), config.poll_cost)
-    return tuple(times) if times and learned < cold else None
+    return tuple(times) if times and learned < cold * (1.0 - config.margin) else None
 
 
 @dataclass(frozen=True)
