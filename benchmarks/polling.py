@@ -1,4 +1,4 @@
-"""Benchmark 1: polling cost of the real scheduling code where it runs, against the official clients.
+"""Benchmark 1: polling cost of the real scheduling code where it runs, against official clients.
 
 A grid of job-duration shapes x instance lifetimes. Jobs arrive one per second
 on average (Poisson). The service's own code decides every wait:
@@ -378,5 +378,7 @@ if __name__ == "__main__":
             f"{report.baselines[1].cost:6.2f} cold {report.cold.cost / best.cost:.3f} | {cells}"
         )
         print(f"{'':14} final plan: {report.cells[-1].final_poll_times}")
-    print(f"average saving {grid.average_saving:.1%}; every cell <= 1: "
-          f"{grid.every_cell_no_costlier}; {time.monotonic() - began:.0f} s")
+    print(
+        f"average saving {grid.average_saving:.1%}; every cell <= 1: "
+        f"{grid.every_cell_no_costlier}; {time.monotonic() - began:.0f} s"
+    )
