@@ -276,7 +276,7 @@ def _polling_section(lines: list[str], results: Results) -> None:
 
 def _cell(cost: float, ratio: float) -> str:
     text = f"{cost:.2f} ({ratio:.3f})"
-    return f"**{text}**" if ratio > 1.0 else text
+    return f"**{text}**" if ratio > 1.0 + 1e-9 else text
 
 
 def _rate_section(lines: list[str], results: Results) -> None:
