@@ -1,10 +1,21 @@
-"""Benchmark 3: cold start of `delete_track` against a hello-world function served the same way.
+"""Benchmark 3: cold start of `delete_track`, in two configurations, against baselines.
 
 Each run starts a fresh `functions-framework` process and POSTs until the first
 2xx answer: for `delete_track`, a valid deletion request (so the first answer
 includes building the service, validating, the DELETE to the DatoCMS simulator
-and enqueueing the first poll); for the baseline, `benchmarks.functions.hello`.
-Runs alternate between the two; the figure is the median of each.
+and enqueueing the first poll). Two pairs, each function of a pair in turn:
+
+- local configuration (in-process task queue) against `benchmarks/hello.py`, a
+  hello world importing nothing but `functions_framework`;
+- production configuration (`TASKS_BACKEND=cloudtasks`, the real
+  `google-cloud-tasks` client against the Cloud Tasks emulator; the state
+  store through `PRODUCTION_STATE`, see there) against `benchmarks/tutorial.py`,
+  one function creating one Cloud Task with `google-cloud-tasks`.
+
+Every start is a fresh instance: no bytecode of the project's own modules (the
+deployment archive ships the sources only; `__pycache__` folders are removed
+before each start and none are written). Installed packages keep theirs, as
+pip compiles them when it installs them during the build.
 
 Also: the import time of `main.py`, by module, from `python -X importtime`,
 on top of `functions_framework` (which both functions import anyway).
@@ -12,17 +23,32 @@ on top of `functions_framework` (which both functions import anyway).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from benchmarks.processes import FUNCTIONS_SOURCE, Function, base_env
+from benchmarks.processes import HELLO_SOURCE, TUTORIAL_SOURCE, Function, base_env
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import ROOT, Secrets, free_port
+from devstack.tasks_emulator import TasksEmulator
+
+PROJECT, LOCATION, QUEUE = "bench", "europe-west1", "steps"
+QUEUE_PATH = f"projects/{PROJECT}/locations/{LOCATION}/queues/{QUEUE}"
+OWN_PACKAGES = ("core", "adapters", "handlers", "benchmarks", "devstack")
+
+#: INTEGRATOR HOOK, production configuration of the state store: the variables that make
+#: `delete_track` use Firestore against its emulator, e.g.
+#: {"STATE_BACKEND": "firestore", "FIRESTORE_EMULATOR_HOST": host, "FIRESTORE_PROJECT": ...}
+#: (start the emulator in `measure` and fill this in). None: the state store is left at
+#: its default, and the report says so.
+PRODUCTION_STATE: dict[str, str] | None = None
 
 UPLOAD_ID = "cold_start_upload"
 
@@ -41,8 +67,17 @@ class ColdStartReport:
     service: list[float]
     hello: list[float]
     imports: list[ImportLine]  # what `import main` adds on top of functions_framework
-    service_uncached: list[float]  # the same, every start compiling the sources again
+    service_uncached: list[float]  # (unused: every start is uncached now)
     hello_uncached: list[float]
+    production: list[float] = field(default_factory=list)  # delete_track, Cloud Tasks emulator
+    tutorial: list[float] = field(default_factory=list)  # one create_task, same emulator
+    production_state: str = "default (not wired)"
+
+    @property
+    def production_ratio(self) -> float | None:
+        if not self.production or not self.tutorial:
+            return None
+        return statistics.median(self.production) / statistics.median(self.tutorial)
 
     @property
     def service_median(self) -> float:
@@ -102,47 +137,108 @@ def with_bytecode_cache(env: dict[str, str], cache: str | None) -> dict[str, str
     return env
 
 
-def measure(runs: int, cache: str | None) -> tuple[list[float], list[float]]:
-    """Seconds to the first 2xx of `delete_track` and of hello world, `runs` each, alternating.
+def drop_own_bytecode() -> None:
+    """Remove the compiled bytecode of the project's own modules: a fresh instance has none."""
+    shutil.rmtree(ROOT / "__pycache__", ignore_errors=True)
+    for package in OWN_PACKAGES:
+        for folder in (ROOT / package).rglob("__pycache__"):
+            shutil.rmtree(folder, ignore_errors=True)
 
-    With a `cache`, one unmeasured start of each fills it first, as a deployment's build
-    leaves compiled bytecode behind; without, every start compiles the sources again.
+
+def production_env(env: dict[str, str], emulator: TasksEmulator) -> dict[str, str]:
+    env = dict(env)
+    env.update(
+        {
+            "TASKS_BACKEND": "cloudtasks",
+            "TASKS_PROJECT": PROJECT,
+            "TASKS_LOCATION": LOCATION,
+            "TASKS_QUEUE": QUEUE,
+            "CLOUD_TASKS_EMULATOR_HOST": emulator.host,
+        }
+    )
+    env.update(PRODUCTION_STATE or {})
+    return env
+
+
+def measure(runs: int, *, production: bool = False) -> tuple[list[float], list[float]]:
+    """Seconds to the first 2xx of `delete_track` and of its baseline, `runs` each, in turn.
+
+    Local: against hello world. Production: both against the Cloud Tasks emulator,
+    `delete_track` in the production configuration, the baseline `tutorial.py`.
     """
     secrets = Secrets()
     service: list[float] = []
-    hello: list[float] = []
-    with DatoCMSSimulator(api_token=secrets.datocms_token) as simulator:
-        env = with_bytecode_cache(service_env(secrets, simulator.base_url), cache)
-        hello_env = with_bytecode_cache(base_env(), cache)
+    baseline: list[float] = []
+    with contextlib.ExitStack() as stack:
+        simulator = stack.enter_context(DatoCMSSimulator(api_token=secrets.datocms_token))
+        env = with_bytecode_cache(service_env(secrets, simulator.base_url), None)
+        other_env = with_bytecode_cache(base_env(), None)
+        target, source, body = "hello", HELLO_SOURCE, b"{}"
+        if production:
+            emulator = stack.enter_context(TasksEmulator([QUEUE_PATH]))
+            env = production_env(env, emulator)
+            other_env.update(
+                {
+                    "CLOUD_TASKS_EMULATOR_HOST": emulator.host,
+                    "TUTORIAL_QUEUE": QUEUE_PATH,
+                    "TUTORIAL_TARGET_URL": f"http://127.0.0.1:{free_port()}/",
+                }
+            )
+            target, source, body = "create_task", TUTORIAL_SOURCE, _deletion("tutorial")
         headers = {
             "Content-Type": "application/json",
             "Authorization": f"Bearer {secrets.intake_token}",
         }
-        warm_up = 1 if cache is not None else 0
-        for index in range(runs + warm_up):
-            track = f"cold_{index}"
+        for index in range(runs):
+            track = f"cold_{'p' if production else 'l'}{index}"
             simulator.add_track(UPLOAD_ID, track, job_seconds=1)
-            order = ("service", "hello") if index % 2 == 0 else ("hello", "service")
+            order = ("service", "baseline") if index % 2 == 0 else ("baseline", "service")
             for which in order:
                 if which == "service":
-                    with Function("delete_track", env) as function:
-                        seconds = function.first_success(_deletion(track), headers)
-                    measured = service
+                    service.append(_start(lambda: Function("delete_track", env), track, headers))
                 else:
-                    with Function("hello", hello_env, source=FUNCTIONS_SOURCE) as function:
-                        seconds = function.first_success(b"{}", {})
-                    measured = hello
-                if index >= warm_up:
-                    measured.append(seconds)
-    return service, hello
+                    baseline.append(
+                        _start(lambda: Function(target, other_env, source=source), body, {})
+                    )
+    return service, baseline
 
 
-def run(runs: int = 10, uncached_runs: int = 5, import_repeats: int = 3) -> ColdStartReport:
-    with tempfile.TemporaryDirectory(prefix="bench-pycache-") as cache:
-        service, hello = measure(runs, cache)
-    uncached = measure(uncached_runs, None) if uncached_runs else ([], [])
+def _start(
+    make: Callable[[], Function], body: str | bytes, headers: dict[str, str], tries: int = 2
+) -> float:
+    """Seconds from a fresh start to the first 2xx; a process that dies before answering
+    (seen once in a long run, without output) is started again, once."""
+    data = _deletion(body) if isinstance(body, str) else body
+    for attempt in range(tries):
+        drop_own_bytecode()
+        try:
+            with make() as function:
+                return function.first_success(data, headers)
+        except RuntimeError as error:
+            if attempt == tries - 1 or "exited" not in str(error):
+                raise
+            print(f"cold start: {error}; starting again", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
+def run(runs: int = 10, uncached_runs: int = 0, import_repeats: int = 3) -> ColdStartReport:
+    """`uncached_runs` is kept for callers: every start is uncached now."""
+    del uncached_runs
+    service, hello = measure(runs)
+    production, tutorial = measure(runs, production=True)
     imports = import_profile(import_repeats)
-    return ColdStartReport(runs, service, hello, imports, uncached[0], uncached[1])
+    state = ", ".join(f"{k}={v}" for k, v in (PRODUCTION_STATE or {}).items())
+    return ColdStartReport(
+        runs,
+        service,
+        hello,
+        imports,
+        [],
+        [],
+        production,
+        tutorial,
+        state or "default (not wired)",
+    )
 
 
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")

@@ -1,8 +1,8 @@
-"""Reference functions for the benchmarks, served by `functions-framework` like `main.py`.
+"""The intake-overhead baseline, served by `functions-framework` like `main.py`.
 
-- `hello`: a hello-world HTTP function (the cold-start baseline).
-- `loopback`: makes one loopback request per call, to `LOOPBACK_URL` (the
-  intake-overhead baseline: the least any function calling an API must do).
+`loopback` makes one loopback request per call, to `LOOPBACK_URL`: the least any
+function calling an API must do. (The cold-start baselines live in files of their
+own, `hello.py` and `tutorial.py`, so that each imports only what it needs.)
 """
 
 from __future__ import annotations
@@ -17,11 +17,6 @@ import requests
 #: the cheapest way to make a request with the library the service uses.
 _SESSION = requests.Session()
 _SESSION.trust_env = False
-
-
-@functions_framework.http
-def hello(request: flask.Request) -> str:
-    return "Hello, World!"
 
 
 @functions_framework.http

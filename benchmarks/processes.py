@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from devstack.stack import ROOT, FunctionProcess, service_free_environment
 
 FUNCTIONS_SOURCE = ROOT / "benchmarks" / "functions.py"
+HELLO_SOURCE = ROOT / "benchmarks" / "hello.py"
+TUTORIAL_SOURCE = ROOT / "benchmarks" / "tutorial.py"
 
 
 def base_env() -> dict[str, str]:

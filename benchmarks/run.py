@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:6.1f} s] {name}", file=sys.stderr, flush=True)
 
     step("1/4 polling efficiency")
-    mixes = polling.run(jobs=500 if quick else 10_000)
+    mixes = polling.run(jobs=200 if quick else 2_000)
     step("2/4 rate-limit ceiling")
     limited = ratelimit.run(deletions=30 if quick else 300, timeout=60 if quick else 240)
     step("3/4 cold start")

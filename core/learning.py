@@ -29,11 +29,15 @@ here is deterministic given the observations it was fed.
 from __future__ import annotations
 
 import bisect
+import itertools
+import json
 import math
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from core.polling import cold_poll_times
 
 #: Finest spacing of the time grid (seconds) and its relative spacing further out.
 MIN_STEP = 0.05
@@ -117,6 +121,7 @@ def estimate_survival(  # noqa: PLR0912 (one estimator, read top to bottom)
     *,
     iterations: int = EM_ITERATIONS,
     bandwidth: float = BANDWIDTH,
+    weights: Iterable[float] | None = None,
 ) -> tuple[float, ...]:
     """S at each grid point: P(duration > grid[i]), from interval-censored observations.
 
@@ -125,14 +130,16 @@ def estimate_survival(  # noqa: PLR0912 (one estimator, read top to bottom)
     a Gaussian smoothing in log time (`bandwidth`; 0 turns it off): the EMS
     algorithm. Smoothing fills in the shape of the distribution inside intervals
     that the polls alone cannot resolve (when every job is polled at the same times).
+    `weights` (one per observation; 1 each by default) let recent jobs count more.
     """
-    counts: dict[tuple[int, int], int] = {}
-    for observation in observations:
+    counts: dict[tuple[int, int], float] = {}
+    each = itertools.repeat(1.0) if weights is None else weights
+    for observation, weight in zip(observations, each, strict=False):
         span = _cells(observation, grid)
-        counts[span] = counts.get(span, 0) + 1
+        counts[span] = counts.get(span, 0.0) + weight
     cells = len(grid)
     total = sum(counts.values())
-    if total == 0:
+    if total <= 0.0:
         return (1.0,) * cells
     mass = [0.0] * cells
     for (first, last), count in counts.items():
@@ -226,27 +233,316 @@ def optimal_plan(
 
 
 def learn_plan(
-    observations: Sequence[Observation], *, max_delay: float, poll_cost: float = 1.0
+    observations: Sequence[Observation],
+    *,
+    max_delay: float,
+    poll_cost: float = 1.0,
+    weights: Sequence[float] | None = None,
 ) -> Plan:
-    """Estimate the durations from `observations`, then plan for them.
+    """Estimate the durations from `observations` (optionally `weights`), then plan for them.
 
     Grid points are at most half the maximum delay apart, so that every wait the plan
     may choose is allowed; the grid stops after `MAX_STEPS` such steps (past it, waits
     grow with the elapsed time, see `Plan.delay`).
     """
+    grid = _grid_for(observations, max_delay)
+    survival = estimate_survival(observations, grid, weights=weights)
+    return optimal_plan(grid, survival, max_delay=max_delay, poll_cost=poll_cost)
+
+
+def _grid_for(observations: Sequence[Observation], max_delay: float) -> tuple[float, ...]:
     max_step = max(max_delay / 2, MIN_STEP)
     horizon = min(max(o.high for o in observations) * (1 + HORIZON_MARGIN), MAX_STEPS * max_step)
-    grid = time_grid(horizon, max_step=max_step)
-    survival = estimate_survival(observations, grid)
-    return optimal_plan(grid, survival, max_delay=max_delay, poll_cost=poll_cost)
+    return time_grid(horizon, max_step=max_step)
+
+
+# --------------------------------------------------------------------------- expected costs
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A survival function on a grid, with its integral: S(t) and G(t) = integral of S."""
+
+    grid: tuple[float, ...]
+    survival: tuple[float, ...]
+    integral: tuple[float, ...]
+
+    @classmethod
+    def of(cls, grid: Sequence[float], survival: Sequence[float]) -> Curve:
+        integral = [0.0]
+        for i in range(1, len(grid)):
+            step = (grid[i] - grid[i - 1]) * (survival[i - 1] + survival[i]) / 2
+            integral.append(integral[-1] + step)
+        return cls(tuple(grid), tuple(survival), tuple(integral))
+
+    def at(self, t: float) -> tuple[float, float]:
+        """(S(t), G(t)), S linear between grid points and constant past the last."""
+        grid, survival = self.grid, self.survival
+        i = bisect.bisect_right(grid, t) - 1
+        if i >= len(grid) - 1:
+            return survival[-1], self.integral[-1] + (t - grid[-1]) * survival[-1]
+        i = max(i, 0)
+        share = (t - grid[i]) / (grid[i + 1] - grid[i])
+        s = survival[i] + share * (survival[i + 1] - survival[i])
+        return s, self.integral[i] + (t - grid[i]) * (survival[i] + s) / 2
+
+    def cost(self, times: Iterable[float], poll_cost: float = 1.0) -> float:
+        """E[poll_cost * polls + lag] of polling at `times` (increasing, reaching past the grid).
+
+        Poll k happens when the job is pending at poll k - 1 (probability S(t_{k-1})); a job
+        finishing in (t_{k-1}, t_k] waits t_k - its duration.
+        """
+        total, previous = 0.0, 0.0
+        s_prev, g_prev = self.at(0.0)
+        for t in times:
+            if t <= previous:
+                continue
+            s, g = self.at(t)
+            total += s_prev * (poll_cost + t - previous) - (g - g_prev)
+            previous, s_prev, g_prev = t, s, g
+            if t >= self.grid[-1] or s_prev <= 1e-12:
+                break
+        first = self.survival[0]
+        return total / first if first > 0 else 0.0
+
+
+def extend(times: Sequence[float], until: float, max_delay: float) -> list[float]:
+    """`times`, then the waits past every job seen (`TAIL_FRACTION` of the elapsed time,
+    at most `max_delay`), up to the first at or after `until`."""
+    out = list(times)
+    at = out[-1] if out else 0.0
+    while at < until:
+        at += min(max_delay, max(MIN_STEP, TAIL_FRACTION * at))
+        out.append(at)
+    return out
+
+
+# --------------------------------------------------------------------------- shared knowledge
+
+
+@dataclass(frozen=True)
+class LearningConfig:
+    """How observations are weighed and when a schedule is planned from them.
+
+    `initial` and `max_delay` must be the poll settings (`POLL_INITIAL_DELAY_SECONDS`,
+    `POLL_MAX_DELAY_SECONDS`): a plan is kept only if it is expected to cost less than
+    the cold schedule they describe.
+    """
+
+    max_delay: float = 30.0
+    initial: float = 1.0
+    poll_cost: float = 1.0
+    #: An observation weighs half as much after this many newer ones: a change in the
+    #: durations shows in the plan within a few dozen jobs.
+    half_life: float = 24.0
+    #: The newest observations kept (the oldest then weigh 0.5 ** (keep / half_life)).
+    keep: int = 120
+    #: Below this many observations, the cold schedule applies.
+    min_observations: int = 10
+    #: Plan again once this many observations arrived since the last plan.
+    refresh: int = 8
+    #: Planned poll times kept (past them, waits grow with the elapsed time).
+    max_times: int = 64
+    #: A plan is kept only when expected to cost this much less than the cold schedule
+    #: (a plan looks better on the observations it was fitted to than it will do).
+    margin: float = 0.05
+
+
+DEFAULT_CONFIG = LearningConfig()
+JSON_VERSION = 1
+
+
+def _ms(value: float) -> float:
+    return round(value, 3)
+
+
+@dataclass(frozen=True)
+class LearnedDurations:
+    """What every instance knows of job durations: a small value kept in one shared document.
+
+    `recent`: the newest finished jobs as (low, high] intervals, oldest first; the
+    newest weighs 1, each older one `0.5 ** (1 / half_life)` times the next.
+    `seen`: how many were ever added. `schedule`: the poll times (seconds after
+    acceptance) planned from them when `seen` was `planned_at`, or None when the
+    cold schedule is expected to cost as little (or too few jobs were seen).
+
+    Every change returns a new value (for a compare-and-set loop: read the document,
+    `observe` or `observe_all`, write it back if nobody wrote meanwhile, else retry
+    from the newer document). Planning runs there, every `refresh` observations
+    (a few milliseconds), so that readers only look the next poll time up.
+    """
+
+    recent: tuple[tuple[float, float], ...] = ()
+    seen: int = 0
+    schedule: tuple[float, ...] | None = None
+    planned_at: int = 0
+
+    def observe(
+        self, low: float, high: float, config: LearningConfig = DEFAULT_CONFIG
+    ) -> LearnedDurations:
+        """With one more job, finished after `low` and by `high` seconds after acceptance
+        (`low`: the last poll that saw it pending, 0 if none; `high`: the poll that saw it
+        done); planned again when due."""
+        return self.observe_all([(low, high)], config)
+
+    def observe_all(
+        self, intervals: Iterable[tuple[float, float]], config: LearningConfig = DEFAULT_CONFIG
+    ) -> LearnedDurations:
+        """With several more jobs (a batch of writes), planned again when due."""
+        added = self.add(intervals, config)
+        return added.replan(config) if added.due(config) else added
+
+    def add(
+        self, intervals: Iterable[tuple[float, float]], config: LearningConfig = DEFAULT_CONFIG
+    ) -> LearnedDurations:
+        """With more jobs, without planning (see `due` and `replan`)."""
+        new = []
+        for low, high in intervals:
+            o = Observation.of(low, high)
+            new.append((_ms(o.low), _ms(o.high)))
+        if not new:
+            return self
+        recent = (*self.recent, *new)[-max(config.keep, 1) :]
+        return LearnedDurations(recent, self.seen + len(new), self.schedule, self.planned_at)
+
+    def due(self, config: LearningConfig = DEFAULT_CONFIG) -> bool:
+        """Whether enough arrived since the last plan to plan again."""
+        if len(self.recent) < config.min_observations:
+            return self.schedule is not None
+        return self.planned_at == 0 or self.seen - self.planned_at >= config.refresh
+
+    def replan(self, config: LearningConfig = DEFAULT_CONFIG) -> LearnedDurations:
+        """The same observations with a schedule planned from them."""
+        return LearnedDurations(self.recent, self.seen, plan_schedule(self, config), self.seen)
+
+    def weights(self, config: LearningConfig = DEFAULT_CONFIG) -> list[float]:
+        decay = 0.5 ** (1.0 / config.half_life)
+        count = len(self.recent)
+        return [decay ** (count - 1 - i) for i in range(count)]
+
+    def to_json(self) -> str:
+        """Compact JSON (a few KB at most)."""
+        document: dict[str, object] = {
+            "v": JSON_VERSION,
+            "seen": self.seen,
+            "recent": [list(pair) for pair in self.recent],
+            "schedule": list(self.schedule) if self.schedule is not None else None,
+            "planned_at": self.planned_at,
+        }
+        return json.dumps(document, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> LearnedDurations:
+        """The value `to_json` wrote; ValueError when it is not one (start afresh then)."""
+        try:
+            document = json.loads(text)
+            if document["v"] != JSON_VERSION:
+                raise ValueError(f"unknown version {document['v']!r}")
+            recent = tuple((float(low), float(high)) for low, high in document["recent"])
+            schedule = document["schedule"]
+            times = tuple(float(t) for t in schedule) if schedule is not None else None
+            seen, planned_at = int(document["seen"]), int(document["planned_at"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not learned durations: {error}") from error
+        if any(not (0.0 <= low <= high < math.inf) for low, high in recent):
+            raise ValueError("not learned durations: an interval is out of order")
+        if times is not None and any(not (0.0 < t < math.inf) for t in times):
+            raise ValueError("not learned durations: a poll time is out of range")
+        if times is not None and any(b <= a for a, b in itertools.pairwise(times)):
+            raise ValueError("not learned durations: poll times are not increasing")
+        return cls(recent, max(seen, len(recent)), times, max(planned_at, 0))
+
+
+def plan_schedule(
+    value: LearnedDurations, config: LearningConfig = DEFAULT_CONFIG
+) -> tuple[float, ...] | None:
+    """The poll times planned from `value`'s observations, or None (the cold schedule) when
+    fewer than `min_observations` were seen or the plan is not expected to cost less than
+    the cold schedule on the estimated distribution."""
+    if len(value.recent) < config.min_observations:
+        return None
+    observations = [Observation(low, high) for low, high in value.recent]
+    weights = value.weights(config)
+    grid = _grid_for(observations, config.max_delay)
+    survival = estimate_survival(observations, grid, weights=weights)
+    plan = optimal_plan(grid, survival, max_delay=config.max_delay, poll_cost=config.poll_cost)
+    times = [_ms(t) for t in plan.poll_times(config.max_times)]
+    times = [t for t, before in zip(times, [0.0, *times], strict=False) if t > before]
+    curve = Curve.of(grid, survival)
+    end = grid[-1]
+    learned = curve.cost(extend(times, end, config.max_delay), config.poll_cost)
+    cold = curve.cost(cold_poll_times(config.initial, config.max_delay, end), config.poll_cost)
+    return tuple(times) if times and learned < cold * (1.0 - config.margin) else None
+
+
+@dataclass(frozen=True)
+class LearnedSchedule:
+    """A planner (`core.polling.Planner`) reading poll times planned from shared knowledge."""
+
+    times: tuple[float, ...] | None
+    max_delay: float
+
+    @classmethod
+    def of(
+        cls, value: LearnedDurations, config: LearningConfig = DEFAULT_CONFIG
+    ) -> LearnedSchedule:
+        return cls(value.schedule, config.max_delay)
+
+    def delay(self, elapsed: float) -> float | None:
+        """Seconds from `elapsed` to the next planned poll; None: the cold schedule applies."""
+        times = self.times
+        if not times:
+            return None
+        i = bisect.bisect_right(times, elapsed + TOLERANCE)
+        if i < len(times):
+            return times[i] - elapsed
+        return min(self.max_delay, max(MIN_STEP, TAIL_FRACTION * elapsed))
+
+    def plan(self, elapsed: float, polls: int) -> float | None:
+        """The `core.polling.Planner`: it depends on the time a job has run, not on `polls`."""
+        del polls
+        return self.delay(elapsed)
+
+    def poll_times(self, limit: int = 12) -> list[float]:
+        return list(self.times[:limit]) if self.times else []
+
+
+class SharedPlanner:
+    """The planner of one instance, following the shared value it is given.
+
+    Give `plan` to `PollPolicy(planner=...)`; call `update` with each value read from or
+    written to the store (a cached copy: the store is not read here). A value that is not
+    newer (by `seen`) than the one held is ignored; the schedule is rebuilt only when the
+    value changed.
+    """
+
+    def __init__(self, config: LearningConfig = DEFAULT_CONFIG) -> None:
+        self.config = config
+        self._value = LearnedDurations()
+        self._schedule = LearnedSchedule.of(self._value, config)
+
+    def update(self, value: LearnedDurations) -> None:
+        current = self._value  # one reference read and one write: no lock needed
+        if value == current or value.seen < current.seen:
+            return
+        self._value, self._schedule = value, LearnedSchedule.of(value, self.config)
+
+    @property
+    def value(self) -> LearnedDurations:
+        return self._value
+
+    def plan(self, elapsed: float, polls: int) -> float | None:
+        return self._schedule.plan(elapsed, polls)
 
 
 class PollLearner:
     """One process's knowledge of job durations, and the poll plan learned from it.
 
     Feed it what the polls saw (`saw_pending`, `saw_done`, or `observe` directly);
-    give `plan` to `PollPolicy(planner=...)`. Thread-safe; memory is bounded by
-    `window` observations and `tracked` pending jobs.
+    give `plan` to `PollPolicy(planner=...)`. It keeps a `LearnedDurations` (`value`),
+    which can also be shared (`adopt` a newer one read from a store). Thread-safe;
+    memory is bounded by `window` observations and `tracked` pending jobs. Planning
+    runs outside the lock, one at a time.
     """
 
     def __init__(
@@ -254,53 +550,55 @@ class PollLearner:
         *,
         max_delay: float,
         poll_cost: float = 1.0,
-        window: int = 1000,
-        min_observations: int = 20,
-        refresh: int = 250,
+        window: int = DEFAULT_CONFIG.keep,
+        min_observations: int = DEFAULT_CONFIG.min_observations,
+        refresh: int = DEFAULT_CONFIG.refresh,
         tracked: int = 10_000,
+        initial: float = DEFAULT_CONFIG.initial,
+        half_life: float = DEFAULT_CONFIG.half_life,
     ) -> None:
-        self.max_delay = max_delay
-        self.poll_cost = poll_cost
-        self.min_observations = min_observations
-        self.refresh = refresh
-        self._observations: deque[Observation] = deque(maxlen=window)
+        self.config = LearningConfig(
+            max_delay=max_delay,
+            initial=initial,
+            poll_cost=poll_cost,
+            half_life=half_life,
+            keep=window,
+            min_observations=min_observations,
+            refresh=refresh,
+        )
+        self._value = LearnedDurations()
+        self._schedule = LearnedSchedule.of(self._value, self.config)
         self._pending: OrderedDict[str, float] = OrderedDict()
         self._tracked = tracked
-        self._fresh = 0
-        self._plan: Plan | None = None
         self._computing = False
         self._lock = threading.Lock()
 
     def observe(self, low: float, high: float) -> None:
-        """A job finished after `low` and by `high` seconds after its acceptance.
-
-        Every `refresh` observations the plan is computed again, outside the lock (one
-        computation at a time; calls to `plan` meanwhile use the previous one).
-        """
+        """A job finished after `low` and by `high` seconds after its acceptance."""
         with self._lock:
-            self._observations.append(Observation.of(low, high))
-            self._fresh += 1
-            if self._computing or not self._due():
+            self._value = self._value.add([(low, high)], self.config)
+            if self._computing or not self._value.due(self.config):
                 return
             self._computing = True
-            self._fresh = 0
-            snapshot = list(self._observations)
+            snapshot = self._value
         try:
-            plan = learn_plan(snapshot, max_delay=self.max_delay, poll_cost=self.poll_cost)
+            planned = snapshot.replan(self.config)
         finally:
             with self._lock:
                 self._computing = False
         with self._lock:
-            self._plan = plan
+            value = self._value
+            self._value = LearnedDurations(
+                value.recent, value.seen, planned.schedule, planned.planned_at
+            )
+            self._schedule = LearnedSchedule.of(self._value, self.config)
 
-    def _due(self) -> bool:
-        seen = len(self._observations)
-        if seen < self.min_observations:
-            return False
-        if self._plan is None:
-            return True
-        # Early on every `min_observations`, then every quarter of the window, at most `refresh`.
-        return self._fresh >= max(self.min_observations, min(seen // 4, self.refresh))
+    def adopt(self, value: LearnedDurations) -> None:
+        """Take `value` (read from a shared store) if it is newer than what is held."""
+        with self._lock:
+            if value.seen > self._value.seen:
+                self._value = value
+                self._schedule = LearnedSchedule.of(value, self.config)
 
     def saw_pending(self, job_id: str, elapsed: float) -> None:
         """A poll `elapsed` seconds after acceptance found job `job_id` still running."""
@@ -319,19 +617,29 @@ class PollLearner:
         self.observe(low, elapsed)
 
     def plan(self, elapsed: float, polls: int) -> float | None:
-        """The `core.polling.Planner`: the next delay, or None before enough was learned."""
-        del polls  # the plan depends on the time a job has run, not on how often it was polled
-        with self._lock:
-            plan = self._plan
-        return plan.delay(elapsed) if plan is not None else None
+        """The `core.polling.Planner`: the next delay, or None (the cold schedule applies)."""
+        return self._schedule.plan(elapsed, polls)
 
     @property
-    def current(self) -> Plan | None:
-        """The plan in use (None: the fixed schedule applies)."""
+    def current(self) -> LearnedSchedule | None:
+        """The schedule in use (None: the cold schedule applies)."""
         with self._lock:
-            return self._plan
+            schedule = self._schedule
+        return schedule if schedule.times else None
+
+    @property
+    def value(self) -> LearnedDurations:
+        with self._lock:
+            return self._value
 
     @property
     def observations(self) -> int:
+        """Observations kept (at most `window`)."""
         with self._lock:
-            return len(self._observations)
+            return len(self._value.recent)
+
+    @property
+    def seen(self) -> int:
+        """Observations ever made."""
+        with self._lock:
+            return self._value.seen

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from benchmarks.coldstart import ColdStartReport, ImportLine
-from benchmarks.polling import MixReport, Result
+from benchmarks.polling import Cell, GridReport, Result, ShapeReport
 from benchmarks.ratelimit import RateLimitReport
 from benchmarks.report import Results, render
 from benchmarks.throughput import ThroughputReport
 
 
 def results(*, cold: float = 0.5, throughput: float = 250.0) -> Results:
-    def mix(median: float, learned: float) -> MixReport:
-        baselines = [Result("JS client (1, 2, 3 s, ...)", 3.0, 1.0, 2.0)]
-        return MixReport(
-            median,
-            100,
-            baselines,
-            Result("service, fixed schedule", 3.0, 1.5, 3.0),
-            Result("service, learned planner", learned, 0.5, 1.0),
-            [1.0, 2.0],
+    def shape(name: str, learned: float) -> ShapeReport:
+        baselines = (
+            Result("JS client (1, 2, 3 s, ...)", 3.0, 1.0, 2.0),
+            Result("Ruby client (every 1 s)", 4.0, 0.5, 1.0),
+            Result("google-api-core", 3.0, 2.0, 4.0),
         )
+        cells = tuple(Cell(n, Result("service", learned, 0.5, 1.0), (1.0, 2.0)) for n in (1, 100))
+        return ShapeReport(name, "a shape", 100, baselines, baselines[0], cells)
 
     limited = RateLimitReport(
         deletions=10,
@@ -43,7 +43,7 @@ def results(*, cold: float = 0.5, throughput: float = 250.0) -> Results:
         ImportLine("jsonschema", 3000, 3500, 2),
     ]
     return Results(
-        polling=[mix(1.0, 1.5), mix(3.0, 1.8), mix(20.0, 2.0)],
+        polling=GridReport((shape("constant", 1.5), shape("pareto", 2.0)), (1, 100)),
         ratelimit=limited,
         coldstart=ColdStartReport(2, [cold, cold], [0.4, 0.4], imports, [], []),
         throughput=ThroughputReport(1.0, 8, [throughput], [300.0], 0),
@@ -71,3 +71,24 @@ def test_missed_goals_are_reported_with_the_reason() -> None:
     assert "(of which jsonschema and its dependencies 3 ms" in text
     assert "- 4: the intake serves under 0.6 x" in text
     assert text.count("**not met**") == 2
+
+
+def test_every_cell_of_the_polling_grid_is_reported_with_its_ratio() -> None:
+    text = render(results())
+    assert "| constant | 4.00 | 4.50 | 5.00 | 4.00 (1.000) | 2.00 (0.500) | 2.00 (0.500) |" in text
+    assert "| 1 | average saving over the grid | 43.8% | | 0.562 | <= 0.92 | met |" in text
+
+
+def test_a_cell_costlier_than_the_best_official_client_is_named() -> None:
+    base = results()
+    grid = base.polling
+    costly = ShapeReport(
+        "heavy",
+        "a shape",
+        100,
+        grid.shapes[0].baselines,
+        grid.shapes[0].cold,
+        (Cell(5, Result("service", 4.5, 0.5, 1.0), ()),),
+    )
+    text = render(replace(base, polling=GridReport((*grid.shapes, costly), (1, 5, 100))))
+    assert "in the cell(s) heavy / 5 (1.250)" in text

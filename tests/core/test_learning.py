@@ -9,16 +9,22 @@ import random
 import pytest
 
 from core.learning import (
+    DEFAULT_CONFIG,
     MIN_STEP,
+    Curve,
+    LearnedDurations,
+    LearnedSchedule,
     Observation,
     Plan,
     PollLearner,
+    SharedPlanner,
     estimate_survival,
+    extend,
     learn_plan,
     optimal_plan,
     time_grid,
 )
-from core.polling import PollPolicy
+from core.polling import PollPolicy, cold_poll_times
 
 
 def expected_cost(poll_times: list[float], durations: list[float]) -> float:
@@ -147,14 +153,24 @@ def test_learner_plans_nothing_before_enough_jobs_finished() -> None:
     assert learner.plan(0.0, 0) is not None
 
 
-def test_policy_falls_back_to_the_fixed_schedule_until_the_learner_plans() -> None:
+def test_policy_falls_back_to_the_cold_schedule_until_the_learner_plans() -> None:
     learner = PollLearner(max_delay=30.0, min_observations=3)
     policy = PollPolicy(initial=1.0, maximum=30.0, timeout=900.0, planner=learner.plan)
     assert policy.delay_after(0, 0.5) == 1.0
     for _ in range(3):
         learner.observe(4.9, 5.0)
-    assert policy.delay_after(0, 0.5) == pytest.approx(5.0, abs=0.3)
-    assert policy.delay_after(0, 1.0) == pytest.approx(1.1 * policy.delay_after(0, 0.5))
+    assert policy.delay_after(0, 0.0) == pytest.approx(5.0, abs=0.3)
+
+
+def test_learned_waits_are_spread_late_only_by_up_to_the_jitter() -> None:
+    learner = PollLearner(max_delay=30.0, min_observations=3)
+    policy = PollPolicy(initial=1.0, maximum=30.0, timeout=900.0, planner=learner.plan)
+    for _ in range(3):
+        learner.observe(4.9, 5.0)
+    planned = learner.plan(0.0, 0)
+    assert planned is not None
+    assert policy.delay_after(0, 0.0) == planned
+    assert policy.delay_after(0, 1.0) == pytest.approx(1.1 * planned)
 
 
 def test_learner_takes_the_last_pending_poll_as_the_lower_bound() -> None:
@@ -192,3 +208,103 @@ def test_plan_depends_on_elapsed_time_not_on_the_number_of_polls() -> None:
     for duration in lognormal(3.0, 100):
         learner.observe(duration, duration)
     assert learner.plan(4.0, 1) == learner.plan(4.0, 7)
+
+
+# --------------------------------------------------------------------------- shared knowledge
+
+
+def test_learned_durations_survive_json_and_stay_small() -> None:
+    value = LearnedDurations()
+    for duration in lognormal(3.0, 500):
+        value = value.observe(duration * 0.8, duration * 1.1)
+    text = value.to_json()
+    assert LearnedDurations.from_json(text) == value
+    assert len(text) < 4096
+    assert len(value.recent) == DEFAULT_CONFIG.keep
+    assert value.seen == 500
+
+
+def test_a_malformed_document_is_refused() -> None:
+    for text in (
+        "",
+        "[]",
+        '{"v": 2}',
+        '{"v":1,"seen":1,"recent":[[3,1]],"schedule":null,"planned_at":0}',
+    ):
+        with pytest.raises(ValueError, match="not learned durations"):
+            LearnedDurations.from_json(text)
+
+
+def test_below_a_few_observations_the_cold_schedule_applies() -> None:
+    value = LearnedDurations()
+    for _ in range(DEFAULT_CONFIG.min_observations - 1):
+        value = value.observe(4.9, 5.0)
+    assert value.schedule is None
+    assert SharedPlanner().plan(0.0, 0) is None
+    value = value.observe(4.9, 5.0)
+    assert value.schedule is not None
+    assert LearnedSchedule.of(value).delay(0.0) == pytest.approx(5.0, abs=0.3)
+
+
+def test_a_batch_of_observations_adds_what_one_at_a_time_adds() -> None:
+    pairs = [(d * 0.8, d * 1.1) for d in lognormal(3.0, 30)]
+    one_by_one = LearnedDurations()
+    for low, high in pairs:
+        one_by_one = one_by_one.observe(low, high)
+    batched = LearnedDurations().observe_all(pairs[:13]).observe_all(pairs[13:])
+    assert batched.recent == one_by_one.recent
+    assert batched.seen == one_by_one.seen
+    assert batched.schedule is not None
+
+
+def test_a_change_in_durations_is_followed_within_a_few_dozen_jobs() -> None:
+    rng = random.Random(5)
+    value = LearnedDurations()
+    for _ in range(300):
+        value = value.observe(0.0, rng.uniform(0.95, 1.05))
+    assert value.schedule is not None and value.schedule[0] < 1.5
+    for _ in range(40):
+        value = value.observe(9.0, rng.uniform(9.5, 10.5))
+    assert value.schedule is not None
+    assert any(9.0 < t < 11.0 for t in value.schedule[:3])  # polls where jobs now end
+    for _ in range(DEFAULT_CONFIG.keep - 40):
+        value = value.observe(9.0, rng.uniform(9.5, 10.5))
+    assert value.schedule is not None and value.schedule[0] > 5.0  # the old jobs are forgotten
+
+
+def test_a_learned_schedule_is_kept_only_when_cheaper_than_the_cold_one() -> None:
+    rng = random.Random(4)
+    for family in (lognormal(3.0, 200), [rng.uniform(0.0, 1.0) for _ in range(200)]):
+        value = LearnedDurations().observe_all((d * 0.9, d) for d in family)
+        observations = [Observation(low, high) for low, high in value.recent]
+        grid = time_grid(max(o.high for o in observations) * 1.1, max_step=15.0)
+        survival = estimate_survival(observations, grid, weights=value.weights())
+        curve = Curve.of(grid, survival)
+        cold = curve.cost(cold_poll_times(1.0, 30.0, grid[-1]))
+        if value.schedule is not None:
+            assert curve.cost(extend(value.schedule, grid[-1], 30.0)) < cold
+
+
+def test_the_shared_planner_follows_newer_values_only() -> None:
+    older = LearnedDurations().observe_all([(4.9, 5.0)] * 10)
+    newer = older.observe_all([(0.9, 1.0)] * 40)
+    planner = SharedPlanner()
+    planner.update(newer)
+    planner.update(older)
+    assert planner.value == newer
+    assert planner.plan(0.0, 0) == LearnedSchedule.of(newer).delay(0.0)
+
+
+def test_past_the_planned_times_waits_grow_with_the_elapsed_time() -> None:
+    schedule = LearnedSchedule((1.0, 2.0), max_delay=30.0)
+    assert schedule.delay(0.5) == 0.5
+    assert schedule.delay(2.0) == pytest.approx(0.5)
+    assert schedule.delay(1000.0) == 30.0
+
+
+def test_a_learner_adopts_a_newer_shared_value() -> None:
+    learner = PollLearner(max_delay=30.0)
+    value = LearnedDurations().observe_all([(4.9, 5.0)] * 10)
+    learner.adopt(value)
+    assert learner.value == value
+    assert learner.plan(0.0, 0) == LearnedSchedule.of(value).delay(0.0)
