@@ -185,7 +185,7 @@ class Instance:
     read_at: float
 
 
-def service(
+def service(  # noqa: PLR0915 (one event loop: deliveries, polls, instance recycling)
     name: str,
     jobs: list[float],
     starts: list[float],

@@ -331,7 +331,7 @@ def _counts(counter: dict[int, int] | dict[str, int], suffix: str = "") -> str:
     return ", ".join(f"{count} x {key}{suffix}" for key, count in sorted(counter.items()))
 
 
-def _cold_section(lines: list[str], cold: ColdStartReport) -> None:
+def _cold_section(lines: list[str], cold: ColdStartReport) -> None:  # noqa: PLR0915 (a table)
     add = lines.append
     add("## 3. Cold start")
     add("")
