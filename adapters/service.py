@@ -19,9 +19,10 @@ import requests
 from adapters.callback_sender import CallbackSender, DeliveryResult
 from adapters.datocms import DatoCMSClient
 from adapters.log import Log
+from adapters.shared_learning import SharedLearning
 from adapters.state_store import open_state_store
 from adapters.tasks import TaskQueue
-from core.learning import PollLearner
+from core.learning import LearningConfig
 from core.polling import PollPolicy
 from core.recent import RecentKeys
 from core.settings import Settings
@@ -54,12 +55,12 @@ class Service:
     #: Steps running or done in this process (a task delivered twice at once runs once).
     spent: RecentKeys = field(default_factory=lambda: RecentKeys(DEDUP_SECONDS * 24))
 
-    #: What this process learned about job durations; None: the fixed schedule only.
-    learner: PollLearner | None = None
+    #: Job durations every instance learned; None: the cold schedule only.
+    learning: SharedLearning | None = None
 
     @property
     def policy(self) -> PollPolicy:
-        planner = self.learner.plan if self.learner is not None else None
+        planner = self.learning.plan if self.learning is not None else None
         return PollPolicy.from_settings(self.settings, planner)
 
 
@@ -89,7 +90,7 @@ def build_store(settings: Settings, collection: str) -> StateStore:
 def build_service(settings: Settings, log: Log) -> Service:
     """Wire the real adapters. Raises `Misconfigured` when a backend setting is missing."""
     settings.require_backend()
-    return Service(
+    service = Service(
         settings=settings,
         log=log,
         datocms=DatoCMSClient(
@@ -102,5 +103,11 @@ def build_service(settings: Settings, log: Log) -> Service:
         sender=CallbackSender(allow_private=settings.callback_allow_private_networks),
         records=build_store(settings, "requests"),
         shared=build_store(settings, "shared"),
-        learner=PollLearner(max_delay=settings.poll_max_delay),
     )
+    service.learning = SharedLearning(
+        service.shared,
+        LearningConfig(max_delay=settings.poll_max_delay, initial=settings.poll_initial_delay),
+        service.wall,
+        log,
+    )
+    return service

@@ -38,17 +38,14 @@ from benchmarks.processes import HELLO_SOURCE, TUTORIAL_SOURCE, Function, base_e
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import ROOT, Secrets, free_port
 from devstack.tasks_emulator import TasksEmulator
+from tests.emulators import firestore_emulator
 
 PROJECT, LOCATION, QUEUE = "bench", "europe-west1", "steps"
 QUEUE_PATH = f"projects/{PROJECT}/locations/{LOCATION}/queues/{QUEUE}"
 OWN_PACKAGES = ("core", "adapters", "handlers", "benchmarks", "devstack")
 
-#: INTEGRATOR HOOK, production configuration of the state store: the variables that make
-#: `delete_track` use Firestore against its emulator, e.g.
-#: {"STATE_BACKEND": "firestore", "FIRESTORE_EMULATOR_HOST": host, "FIRESTORE_PROJECT": ...}
-#: (start the emulator in `measure` and fill this in). None: the state store is left at
-#: its default, and the report says so.
-PRODUCTION_STATE: dict[str, str] | None = None
+#: The production configuration's state store: Firestore, against its official emulator.
+PRODUCTION_STATE = "STATE_BACKEND=firestore (Firestore emulator)"
 
 UPLOAD_ID = "cold_start_upload"
 
@@ -145,7 +142,7 @@ def drop_own_bytecode() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def production_env(env: dict[str, str], emulator: TasksEmulator) -> dict[str, str]:
+def production_env(env: dict[str, str], emulator: TasksEmulator, firestore: str) -> dict[str, str]:
     env = dict(env)
     env.update(
         {
@@ -156,7 +153,13 @@ def production_env(env: dict[str, str], emulator: TasksEmulator) -> dict[str, st
             "CLOUD_TASKS_EMULATOR_HOST": emulator.host,
         }
     )
-    env.update(PRODUCTION_STATE or {})
+    env.update(
+        {
+            "STATE_BACKEND": "firestore",
+            "FIRESTORE_EMULATOR_HOST": firestore,
+            "FIRESTORE_PROJECT": PROJECT,
+        }
+    )
     return env
 
 
@@ -176,7 +179,8 @@ def measure(runs: int, *, production: bool = False) -> tuple[list[float], list[f
         target, source, body = "hello", HELLO_SOURCE, b"{}"
         if production:
             emulator = stack.enter_context(TasksEmulator([QUEUE_PATH]))
-            env = production_env(env, emulator)
+            firestore = stack.enter_context(firestore_emulator())
+            env = production_env(env, emulator, firestore)
             other_env.update(
                 {
                     "CLOUD_TASKS_EMULATOR_HOST": emulator.host,
@@ -227,7 +231,7 @@ def run(runs: int = 10, uncached_runs: int = 0, import_repeats: int = 3) -> Cold
     service, hello = measure(runs)
     production, tutorial = measure(runs, production=True)
     imports = import_profile(import_repeats)
-    state = ", ".join(f"{k}={v}" for k, v in (PRODUCTION_STATE or {}).items())
+    state = PRODUCTION_STATE
     return ColdStartReport(
         runs,
         service,

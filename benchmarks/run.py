@@ -24,7 +24,7 @@ def learner_wired() -> bool:
     """Whether the service builds its poll policy with the learned planner."""
     from adapters.service import Service  # noqa: PLC0415
 
-    return "learner" in getattr(Service, "__dataclass_fields__", {})
+    return "learning" in getattr(Service, "__dataclass_fields__", {})
 
 
 def main(argv: list[str] | None = None) -> int:

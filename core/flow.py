@@ -105,11 +105,12 @@ def after_poll(
     """
     polls = current.polls + (0 if isinstance(result, DatoCMSHeldBack) else 1)
     if result is None:
-        pending = current.next("poll", polls=polls, failures=0)
+        seen = now - current.accepted_at
+        pending = current.next("poll", polls=polls, failures=0, pending_at=max(seen, 0.0))
         delay = policy.delay_after(polls, rand, elapsed=now - current.accepted_at)
         return _later(pending, delay, now, policy, polls)
     if isinstance(result, Job):
-        follow = current.next("poll", polls=polls, job_id=result.id, failures=0)
+        follow = current.next("poll", polls=polls, job_id=result.id, failures=0, pending_at=None)
         return _later(follow, policy.initial, now, policy, polls)
     if isinstance(result, Done):
         return Finish(outcome_of(result, current.job_id), polls)

@@ -116,7 +116,8 @@ class Step:
     `not_after` (unix seconds) bounds how long the signed body is honoured.
     `failures` counts consecutive retryable errors, for the backoff. `unanswered`:
     an earlier DELETE of this request may have taken effect without an answer.
-    `resend` counts an operator's re-deliveries of the callback.
+    `resend` counts an operator's re-deliveries of the callback. `pending_at`: seconds
+    after acceptance of the last poll that saw the job still running (what is learned).
     """
 
     kind: StepKind
@@ -131,6 +132,7 @@ class Step:
     job_id: str | None = None
     unanswered: bool = False
     resend: int = 0
+    pending_at: float | None = None
     callback: dict[str, Any] | None = field(default=None)
 
     @property
@@ -168,6 +170,8 @@ class Step:
             data["unanswered"] = True
         if self.resend:
             data["resend"] = self.resend
+        if self.pending_at is not None:
+            data["pending_at"] = self.pending_at
         if self.callback is not None:
             data["callback"] = self.callback
         return data
@@ -188,6 +192,7 @@ class Step:
             job_id=data["job_id"],
             unanswered=data.get("unanswered", False),
             resend=data.get("resend", 0),
+            pending_at=data.get("pending_at"),
             callback=data.get("callback"),
         )
 

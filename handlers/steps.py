@@ -160,13 +160,9 @@ def _poll(service: Service, step: Step, log: Log) -> Action:
 
 
 def _learn(service: Service, step: Step, result: object, *, elapsed: float) -> None:
-    """Tell this instance's learner what a poll saw: still running, or done by now."""
-    if service.learner is None or step.job_id is None:
-        return
-    if result is None:
-        service.learner.saw_pending(step.job_id, elapsed)
-    elif isinstance(result, Done):
-        service.learner.saw_done(step.job_id, elapsed)
+    """Share a finished job's duration: after the last poll that saw it running, by now."""
+    if service.learning is not None and isinstance(result, Done):
+        service.learning.observe(step.pending_at or 0.0, elapsed)
 
 
 def _log_failure(log: Log, failure: DatoCMSError) -> None:

@@ -264,30 +264,42 @@ def test_methods_other_than_post_get_405(harness: Harness) -> None:
     assert reply.status == 405
 
 
-def test_polls_teach_the_instance_learner_what_they_saw(
-    harness: Harness, simulator: DatoCMSSimulator
+def test_a_finished_job_is_shared_with_every_instance_with_the_interval_the_task_carried(
+    harness: Harness, simulator: DatoCMSSimulator, make_harness: Callable[..., Harness]
 ) -> None:
-    from core.learning import PollLearner
+    from adapters.shared_learning import SharedLearning
+    from core.learning import LearningConfig
 
-    harness.service.learner = PollLearner(max_delay=30.0, min_observations=1)
+    def learning(of: Harness) -> SharedLearning:
+        shared = SharedLearning(
+            harness.service.shared, LearningConfig(), lambda: of.clock[0], of.service.log
+        )
+        of.service.learning = shared
+        return shared
+
+    mine = learning(harness)
     simulator.add_track(UPLOAD, TRACK, job_seconds=0)
     job_id = simulator_job(simulator, harness)
     harness.clock[0] += 4.0
-    deliver(
+    pending = make_step(
         harness,
-        make_step(
-            harness,
-            job_id="0123456789abcdef01234567",
-            accepted_at=harness.clock[0] - 2.0,
-            request=DeletionRequest(UPLOAD, "other-track"),
-            request_id=DeletionRequest(UPLOAD, "other-track").request_id(None),
-        ),
+        job_id="0123456789abcdef01234567",  # a job still running: nothing to learn yet
+        accepted_at=harness.clock[0] - 2.0,
+        request=DeletionRequest(UPLOAD, "other-track"),
+        request_id=DeletionRequest(UPLOAD, "other-track").request_id(None),
     )
-    deliver(
-        harness, make_step(harness, job_id=job_id, accepted_at=harness.clock[0] - 4.0, number=2)
+    deliver(harness, pending)
+    [payload] = harness.queue.payloads()
+    assert payload["pending_at"] == pytest.approx(2.0)  # carried to the next poll, signed
+    done = make_step(
+        harness, job_id=job_id, accepted_at=harness.clock[0] - 4.0, number=2, pending_at=1.5
     )
-    assert harness.service.learner.observations == 1  # the finished job; the pending one waits
-    assert harness.service.learner.current is not None
+    deliver(harness, done)
+    assert mine.planner.value.recent == ((1.5, 4.0),)
+    other = learning(make_harness())  # a new instance, reading the same shared store
+    assert other.planner.value.seen == 0
+    other.refresh()
+    assert other.planner.value.recent == ((1.5, 4.0),)
 
 
 def test_the_same_callback_task_delivered_twice_at_once_is_sent_once(harness: Harness) -> None:
