@@ -102,6 +102,7 @@ def poll_job(request: flask.Request) -> flask.Response:
             method=request.method,
             headers=Headers(request.headers.items()),
             stream=request.stream,
+            path=request.path,
         ),
     )
 

@@ -9,6 +9,7 @@ end-to-end tests and the benchmarks. Nothing here is deployed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -165,6 +167,7 @@ class LocalStack:
         env: Mapping[str, str] | None = None,
         simulator: DatoCMSSimulator | None = None,
         with_event_function: bool = False,
+        sweep_every: float | None = 2.0,
         secrets_: Secrets | None = None,
     ) -> None:
         self.secrets = secrets_ or Secrets()
@@ -173,6 +176,8 @@ class LocalStack:
         self._extra_env = dict(env or {})
         self._with_event = with_event_function
         self._state_dir = tempfile.TemporaryDirectory(prefix="track-deleter-state-")
+        self._sweep_every = sweep_every
+        self._sweeping = threading.Event()
         self.functions: dict[str, FunctionProcess] = {}
 
     def environment(self, base_url: str, poll_port: int) -> dict[str, str]:
@@ -211,12 +216,23 @@ class LocalStack:
                 self.functions[target] = FunctionProcess(target, env, port=port).start()
             for function in self.functions.values():
                 function.wait_ready()
+            if self._sweep_every is not None:
+                threading.Thread(target=self._sweep, name="sweep-timer", daemon=True).start()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _sweep(self) -> None:
+        """The local stand-in for Cloud Scheduler: `POST /sweep` to poll_job, periodically."""
+        assert self._sweep_every is not None  # noqa: S101 (started only then)
+        url = self.functions["poll_job"].url + "sweep"
+        while not self._sweeping.wait(self._sweep_every):
+            with contextlib.suppress(requests.RequestException):
+                requests.post(url, json={}, timeout=10)
+
     def stop(self) -> None:
+        self._sweeping.set()
         for function in self.functions.values():
             function.terminate()
         for function in self.functions.values():

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from adapters.log import Log
 from adapters.service import Service
-from adapters.tasks import QueueRole, Task, callback_retry
+from adapters.tasks import QueueRole, Task
 from core.flow import Action, Finish, Schedule
 from core.model import Step, callback_body
 from core.record import Record
@@ -29,9 +29,7 @@ def step_not_after(accepted_at: float, service: Service) -> float:
 
 
 def callback_not_after(now: float, service: Service) -> float:
-    policy = callback_retry(service.settings)
-    budget = sum(policy.backoff(n) for n in range(1, policy.max_attempts))
-    return now + budget + STEP_GRACE_SECONDS
+    return now + records.callback_budget(service) + STEP_GRACE_SECONDS
 
 
 def enqueue(service: Service, step: Step, delay: float) -> bool:
@@ -76,6 +74,7 @@ def concluded(record: Record, step: Step, finish: Finish, now: float) -> Record:
         next_at=None,
         outcome=body["data"],
         finished_at=now,
+        callback=replace(record.callback, since=now),
     )
 
 

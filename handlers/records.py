@@ -30,11 +30,15 @@ def location(service: Service, request_id: str) -> str:
     return f"{service.settings.intake_url or ''}/requests/{request_id}"
 
 
+def callback_budget(service: Service) -> float:
+    """How long one callback sequence may take: every backoff of its attempt budget."""
+    policy = callback_retry(service.settings)
+    return sum(policy.backoff(n) for n in range(1, policy.max_attempts))
+
+
 def running_for(service: Service) -> float:
     """How long a request may stay unfinished: its deadline, then its callback budget."""
-    policy = callback_retry(service.settings)
-    budget = sum(policy.backoff(n) for n in range(1, policy.max_attempts))
-    return service.settings.poll_timeout + budget + GRACE_SECONDS
+    return service.settings.poll_timeout + callback_budget(service) + GRACE_SECONDS
 
 
 def document(service: Service, record: Record) -> Document:
@@ -44,6 +48,7 @@ def document(service: Service, record: Record) -> Document:
         window=settings.idempotency_window,
         retention=settings.state_retention,
         running_for=running_for(service),
+        budget=callback_budget(service),
     )
 
 
@@ -71,6 +76,7 @@ def new_record(
         environment=environment,
         callback=callback,
         lease_until=now + LEASE_SECONDS,
+        metadata=request.metadata,
     )
 
 
@@ -139,6 +145,17 @@ def abandon(service: Service, record: Record, now: float) -> None:
             service.records.delete(record.request_id, version=stored.version)
     except StateUnavailable:
         pass  # the lease expires on its own; a retry then takes over
+
+
+def request_of(service: Service, record: Record) -> DeletionRequest:
+    """The deletion request a record was accepted for (its callback URL unsealed)."""
+    return DeletionRequest(
+        upload_id=record.upload_id,
+        upload_track_id=record.upload_track_id or "",
+        environment=record.environment,
+        callback_url=callback_url(service, record),
+        metadata=record.metadata,
+    )
 
 
 def callback_url(service: Service, record: Record) -> str | None:

@@ -27,19 +27,27 @@ from core.errors import (
 from core.flow import Action, Schedule, after_delete, after_poll
 from core.headers import Headers
 from core.model import Step, encode
-from core.record import CallbackState, Record
+from core.record import CallbackState, Record, callback_deadline
 from core.signing import MAX_TASK_BODY, open_task, webhook_signature
 from core.urlpolicy import parse_callback_url
-from handlers import chain, records
+from handlers import chain, records, sweep
 from handlers.responses import Reply, error, reply_for
 
 
-def handle_http(service: Service, *, method: str, headers: Headers, stream: IO[bytes]) -> Reply:
-    """Open the task, run its step, answer for the queue."""
+def handle_http(
+    service: Service, *, method: str, headers: Headers, stream: IO[bytes], path: str = "/"
+) -> Reply:
+    """Open the task, run its step, answer for the queue (`/sweep`: the sweep)."""
     settings = service.settings
     keys = settings.task_keys()
     if method != "POST":
         return error(405, "method_not_allowed", "Only POST is allowed.", headers={"Allow": "POST"})
+    if path == "/sweep":
+        try:
+            return sweep.sweep(service, service.log.bind(function="sweep"))
+        except StateUnavailable as failure:
+            service.log.warning("sweep: state store unavailable", reason=str(failure))
+            return error(503, "state_unavailable", "The state store is unavailable.")
     try:
         step = open_step(stream.read(MAX_TASK_BODY + 1), keys)
     except TaskRejected as rejected:
@@ -192,7 +200,8 @@ def deliver_callback(service: Service, step: Step, record: Record, log: Log) -> 
     )
     attempt = record.callback.attempts
     log = log.bind(attempt=attempt, target=_redacted(url, settings.callback_allow_private_networks))
-    last = attempt >= settings.callback_max_attempts
+    deadline = callback_deadline(record, records.callback_budget(service))
+    last = attempt >= settings.callback_max_attempts or (deadline is not None and now >= deadline)
     if not settings.callback_signing_keys:
         if not last:
             settings.callback_keys()  # raises Misconfigured: 500, and the queue retries
