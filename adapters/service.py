@@ -19,6 +19,7 @@ import requests
 from adapters.callback_sender import CallbackSender, DeliveryResult
 from adapters.datocms import DatoCMSClient
 from adapters.log import Log
+from adapters.shared_hold import SharedHold
 from adapters.shared_learning import SharedLearning
 from adapters.state_store import open_state_store
 from adapters.tasks import TaskQueue
@@ -90,6 +91,7 @@ def build_store(settings: Settings, collection: str) -> StateStore:
 def build_service(settings: Settings, log: Log) -> Service:
     """Wire the real adapters. Raises `Misconfigured` when a backend setting is missing."""
     settings.require_backend()
+    shared = build_store(settings, "shared")
     service = Service(
         settings=settings,
         log=log,
@@ -98,11 +100,12 @@ def build_service(settings: Settings, log: Log) -> Service:
             token=settings.api_token(),
             session=requests.Session(),
             log=log,
+            hold=SharedHold(shared, time.time),
         ),
         queue=build_queue(settings, log),
         sender=CallbackSender(allow_private=settings.callback_allow_private_networks),
         records=build_store(settings, "requests"),
-        shared=build_store(settings, "shared"),
+        shared=shared,
     )
     service.learning = SharedLearning(
         service.shared,
