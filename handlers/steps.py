@@ -31,6 +31,7 @@ from core.record import CallbackState, Record
 from core.signing import MAX_TASK_BODY, open_task, webhook_signature
 from core.urlpolicy import parse_callback_url
 from handlers import chain, records
+from handlers.body import BodyUnreadable, read_at_most
 from handlers.responses import Reply, error, reply_for
 
 
@@ -41,7 +42,7 @@ def handle_http(service: Service, *, method: str, headers: Headers, stream: IO[b
     if method != "POST":
         return error(405, "method_not_allowed", "Only POST is allowed.", headers={"Allow": "POST"})
     try:
-        step = open_step(stream.read(MAX_TASK_BODY + 1), keys)
+        step = open_step(_read(stream), keys)
     except TaskRejected as rejected:
         service.log.warning("task rejected", reason=str(rejected))
         return reply_for(rejected)
@@ -68,6 +69,14 @@ def handle_http(service: Service, *, method: str, headers: Headers, stream: IO[b
     if not 200 <= reply.status < 300:
         service.spent.release(step.name)  # the queue retries it: let the retry run
     return reply
+
+
+def _read(stream: IO[bytes]) -> bytes:
+    """The task body; a body that cannot be read (broken framing) is not a task: 401."""
+    try:
+        return read_at_most(stream, MAX_TASK_BODY + 1)
+    except BodyUnreadable as unreadable:
+        raise TaskRejected(f"task body could not be read ({unreadable.kind})") from None
 
 
 def open_step(body: bytes, keys: tuple[bytes, ...]) -> Step:
