@@ -58,8 +58,23 @@ def handle_http(service: Service, *, method: str, headers: Headers, stream: IO[b
     if step.not_after < now:
         log.warning("task expired; ignored", step=step.kind)
         return Reply(200, {"status": "expired"})
-    if not service.spent.claim(step.name, now):  # claimed before running: one at a time
-        log.info("task already carried out (or running); ignored", step=step.kind)
+    if not service.running.claim(step.name, now):
+        # Still running here (e.g. a callback attempt that outlived the queue's dispatch
+        # deadline). It may yet fail, so this retry must not be acknowledged: come back.
+        log.info("task still running on this instance; the queue will retry", step=step.kind)
+        return error(
+            503, "in_progress", "This task is still running.", headers={"Retry-After": "15"}
+        )
+    try:
+        return _run_once(service, step, log, now)
+    finally:
+        service.running.release(step.name)
+
+
+def _run_once(service: Service, step: Step, log: Log, now: float) -> Reply:
+    """Run `step` unless this process already carried it out (2xx); remember it if done."""
+    if not service.spent.claim(step.name, now):
+        log.info("task already carried out; ignored", step=step.kind)
         return Reply(200, {"status": "already_done"})
     try:
         reply = _run(service, step, log, now)
