@@ -46,7 +46,8 @@ MAX_BODY = 64 * 1024
 
 
 def authenticate(authorization: str | None, token: str) -> bool:
-    """`Authorization: Bearer <token>`, or HTTP Basic with `<token>` as the password."""
+    """`Authorization: Bearer <token>`, or HTTP Basic with `<token>` as the password
+    (base64 with or without its `=` padding)."""
     if not authorization:
         return False
     scheme, _, credentials = authorization.strip().partition(" ")
@@ -54,6 +55,8 @@ def authenticate(authorization: str | None, token: str) -> bool:
     if scheme.lower() == "bearer":
         return constant_time_equal(credentials, token)
     if scheme.lower() == "basic":
+        if "=" not in credentials:  # some clients leave the base64 padding out
+            credentials += "=" * (-len(credentials) % 4)
         try:
             decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
