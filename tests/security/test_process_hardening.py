@@ -8,7 +8,10 @@ retry-count header with a non-ASCII digit.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -181,3 +184,60 @@ def test_no_module_that_handles_a_task_reads_the_retry_count_header() -> None:
     main = (root / "main.py").read_text(encoding="utf-8").lower()
     assert readers == []
     assert "taskretrycount" not in main
+
+
+def _basic(user: str, password: str, *, padded: bool) -> str:
+    encoded = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return "Basic " + (encoded if padded else encoded.rstrip("="))
+
+
+@pytest.mark.parametrize("user", ["", "a", "ab", "abc"])  # every padding length
+@pytest.mark.parametrize("padded", [True, False])
+def test_basic_credentials_are_accepted_with_or_without_base64_padding(
+    stack: LocalStack, user: str, padded: bool
+) -> None:
+    authorization = _basic(user, stack.secrets.intake_token, padded=padded)
+    function = stack.functions["delete_track"]
+    raw = (
+        b"GET /requests/unknown-request HTTP/1.1\r\n"
+        + f"Host: 127.0.0.1:{function.port}\r\n".encode()
+        + f"Authorization: {authorization}\r\n".encode()
+        + b"Connection: close\r\n\r\n"
+    )
+    # Authenticated: the status resource answers (404, no such request), never 401.
+    assert status_of(exchange(function.port, raw)) == 404
+
+
+def test_unpadded_basic_credentials_with_a_wrong_password_are_refused(stack: LocalStack) -> None:
+    function = stack.functions["delete_track"]
+    authorization = _basic("a", stack.secrets.intake_token + "x", padded=False)
+    raw = (
+        b"GET /requests/unknown-request HTTP/1.1\r\n"
+        + f"Host: 127.0.0.1:{function.port}\r\n".encode()
+        + f"Authorization: {authorization}\r\n".encode()
+        + b"Connection: close\r\n\r\n"
+    )
+    assert status_of(exchange(function.port, raw)) == 401
+
+
+def test_slow_clients_holding_more_than_the_default_threads_do_not_stall_the_intake(
+    stack: LocalStack,
+) -> None:
+    """Each slow client has sent part of its headers and nothing more (a gunicorn thread
+    then blocks on it); functions-framework's default is 4 threads per CPU."""
+    function = stack.functions["delete_track"]
+    slow = (os.cpu_count() or 1) * 4 + 8
+    with contextlib.ExitStack() as held:
+        for _ in range(slow):
+            sock = held.enter_context(socket.create_connection(("127.0.0.1", function.port)))
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
+        raw = (
+            b"POST / HTTP/1.1\r\n"
+            + f"Host: 127.0.0.1:{function.port}\r\n".encode()
+            + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        started = time.monotonic()
+        answer = exchange(function.port, raw, timeout=8.0)
+        assert answer, "delete_track did not answer while slow clients held connections"
+        assert status_of(answer) == 401
+        assert time.monotonic() - started < 8.0
