@@ -95,7 +95,7 @@ def test_poll_of_a_finished_job_queues_one_callback(
     job_id = simulator_job(simulator, harness)
     assert deliver(harness, make_step(harness, job_id=job_id, polls=4)).status == 200
     [(task, delay, name)] = harness.queue.enqueued
-    payload = json.loads(task.body)["payload"]
+    payload = json.loads(json.loads(task.body)["payload"])
     assert task.role.value == "callbacks" and delay == 0 and name.endswith("-cb")
     assert payload["callback"]["type"] == "upload_track.deleted"
     assert payload["callback"]["data"]["polls"] == 5
