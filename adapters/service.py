@@ -30,6 +30,9 @@ from core.settings import Settings
 from core.state import StateStore
 
 DEDUP_SECONDS = 3600.0
+#: How long a step may be remembered as running; every step is bounded far below this
+#: (a callback attempt by 15 s, a DatoCMS call by its 25 s timeouts).
+RUNNING_SECONDS = 900.0
 
 
 class Sender(Protocol):
@@ -53,8 +56,10 @@ class Service:
     wall: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
     nonce: Callable[[int], bytes] = secrets.token_bytes
-    #: Steps running or done in this process (a task delivered twice at once runs once).
+    #: Steps carried out by this process (a task delivered again is acknowledged, not rerun).
     spent: RecentKeys = field(default_factory=lambda: RecentKeys(DEDUP_SECONDS * 24))
+    #: Steps running in this process right now (a retry meanwhile answers 503: it may fail).
+    running: RecentKeys = field(default_factory=lambda: RecentKeys(RUNNING_SECONDS))
 
     #: Job durations every instance learned; None: the cold schedule only.
     learning: SharedLearning | None = None

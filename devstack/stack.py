@@ -65,6 +65,16 @@ def service_free_environment() -> dict[str, str]:
     }
 
 
+#: gunicorn threads per local function process. functions-framework serves with one
+#: worker and `THREADS` threads (default 4 x CPUs), and a gunicorn thread that has
+#: seen the first bytes of a request blocks until its headers are complete: that
+#: many slow clients stall the function. Cloud Run's front end buffers requests;
+#: the local stack has nothing in front, so it runs with many more threads (an
+#: explicit `THREADS` in the environment wins). More threads raise the bar, they do
+#: not remove it: anything exposed must run behind a buffering proxy (SECURITY.md).
+LOCAL_THREADS = max(64, (os.cpu_count() or 1) * 16)
+
+
 class FunctionProcess:
     """One `functions-framework --target=NAME [--source=FILE]` process, stdout to a file."""
 
@@ -81,7 +91,7 @@ class FunctionProcess:
         self.started = 0.0  # time.monotonic() when the process was started
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self._env = dict(env)
+        self._env = {"THREADS": str(LOCAL_THREADS), **env}
         self._log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (kept open for the process)
             prefix=f"{target}-", suffix=".log", delete=False
         )

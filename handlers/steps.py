@@ -31,6 +31,7 @@ from core.record import CallbackState, Record, callback_deadline
 from core.signing import MAX_TASK_BODY, open_task, webhook_signature
 from core.urlpolicy import parse_callback_url
 from handlers import chain, records, sweep
+from handlers.body import BodyUnreadable, read_at_most
 from handlers.responses import Reply, error, reply_for
 
 
@@ -49,7 +50,7 @@ def handle_http(
             service.log.warning("sweep: state store unavailable", reason=str(failure))
             return error(503, "state_unavailable", "The state store is unavailable.")
     try:
-        step = open_step(stream.read(MAX_TASK_BODY + 1), keys)
+        step = open_step(_read(stream), keys)
     except TaskRejected as rejected:
         service.log.warning("task rejected", reason=str(rejected))
         return reply_for(rejected)
@@ -65,8 +66,23 @@ def handle_http(
     if step.not_after < now:
         log.warning("task expired; ignored", step=step.kind)
         return Reply(200, {"status": "expired"})
-    if not service.spent.claim(step.name, now):  # claimed before running: one at a time
-        log.info("task already carried out (or running); ignored", step=step.kind)
+    if not service.running.claim(step.name, now):
+        # Still running here (e.g. a callback attempt that outlived the queue's dispatch
+        # deadline). It may yet fail, so this retry must not be acknowledged: come back.
+        log.info("task still running on this instance; the queue will retry", step=step.kind)
+        return error(
+            503, "in_progress", "This task is still running.", headers={"Retry-After": "15"}
+        )
+    try:
+        return _run_once(service, step, log, now)
+    finally:
+        service.running.release(step.name)
+
+
+def _run_once(service: Service, step: Step, log: Log, now: float) -> Reply:
+    """Run `step` unless this process already carried it out (2xx); remember it if done."""
+    if not service.spent.claim(step.name, now):
+        log.info("task already carried out; ignored", step=step.kind)
         return Reply(200, {"status": "already_done"})
     try:
         reply = _run(service, step, log, now)
@@ -76,6 +92,14 @@ def handle_http(
     if not 200 <= reply.status < 300:
         service.spent.release(step.name)  # the queue retries it: let the retry run
     return reply
+
+
+def _read(stream: IO[bytes]) -> bytes:
+    """The task body; a body that cannot be read (broken framing) is not a task: 401."""
+    try:
+        return read_at_most(stream, MAX_TASK_BODY + 1)
+    except BodyUnreadable as unreadable:
+        raise TaskRejected(f"task body could not be read ({unreadable.kind})") from None
 
 
 def open_step(body: bytes, keys: tuple[bytes, ...]) -> Step:

@@ -45,7 +45,7 @@ class RecordingQueue:
         return True
 
     def payloads(self) -> list[dict[str, Any]]:
-        return [json.loads(task.body)["payload"] for task, _, _ in self.enqueued]
+        return [json.loads(json.loads(task.body)["payload"]) for task, _, _ in self.enqueued]
 
 
 @dataclass
