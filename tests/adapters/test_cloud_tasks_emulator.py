@@ -357,3 +357,34 @@ def test_an_emulator_that_does_not_listen_raises_queue_unavailable_after_retries
 
     assert sleeps == [0.1, 0.4]
     assert time.monotonic() - started < 5
+
+
+def test_the_first_enqueue_after_the_queue_came_back_succeeds(receiver: Receiver) -> None:
+    outage = TasksEmulator([queue_path("steps")])
+    outage.start()
+    queue = CloudTasksQueue(
+        project=PROJECT,
+        location=LOCATION,
+        steps_queue="steps",
+        callbacks_queue="steps",
+        target_url=receiver.url,
+        service_account=None,
+        emulator_host=outage.host,
+    )
+    try:
+        assert queue.enqueue(Task(QueueRole.STEPS, b"{}"), delay=0, name="back-1") is True
+        outage.stop()
+        for n in range(2):  # the channel sees the outage and starts backing off
+            with pytest.raises(QueueUnavailable):
+                queue.enqueue(Task(QueueRole.STEPS, b"{}"), delay=0, name=f"back-down-{n}")
+        outage.start()  # the same port
+
+        started = time.monotonic()
+        created = queue.enqueue(Task(QueueRole.STEPS, b"{}"), delay=0, name="back-2")
+
+        assert created is True
+        assert time.monotonic() - started < 1.0
+        assert receiver.wait_for("back-2")
+    finally:
+        queue.close()
+        outage.stop()
