@@ -15,10 +15,15 @@ no deletion behind; no DatoCMS call arrives before a reset DatoCMS announced.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import secrets
+import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -161,10 +166,30 @@ def end_of_sequence(
 
 
 def kill(function: FunctionProcess) -> None:
-    """SIGKILL: no graceful end, as when an instance is lost."""
+    """SIGKILL the process and its gunicorn workers: no graceful end, as when an
+    instance is lost (killing the master alone leaves a worker serving the port)."""
     assert function.process is not None
-    function.process.kill()
+    for pid in [*descendants(function.process.pid), function.process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     function.process.wait()
+    wait_until("the port to close", lambda: not listening(function.port), timeout=5.0)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc), deepest first."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found = [*descendants(int(child)), int(child), *found]
+    return found
+
+
+def listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        return True
+    return False
 
 
 def restart_poll_job(stack: LocalStack, graveyard: list[FunctionProcess]) -> None:
