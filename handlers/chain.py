@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from adapters.log import Log
+from adapters.log import LAST, Log
 from adapters.service import Service
 from adapters.tasks import QueueRole, Task
 from core.flow import Action, Finish, Schedule
@@ -111,9 +111,19 @@ def queue_callback(service: Service, current: Step, record: Record, log: Log) ->
     """Queue the callback of the final `record` (idempotent: the task name is fixed)."""
     outcome = record.outcome or {}
     log = log.bind(job_id=record.job_id)
+    finished = {  # the deletion's outcome line: metrics count and measure it
+        "event": "request_finished",
+        "outcome": record.status,
+        "elapsed_seconds": round((record.finished_at or service.wall()) - record.created_at, 3),
+    }
     if current.request.callback_url is None:
         log.info(
-            "request finished", status=record.status, polls=record.polls, error=outcome.get("error")
+            "request finished",
+            status=record.status,
+            polls=record.polls,
+            error=outcome.get("error"),
+            operation=LAST,  # nothing follows: no callback
+            **finished,
         )
         return
     delivery = replace(
@@ -129,4 +139,5 @@ def queue_callback(service: Service, current: Step, record: Record, log: Log) ->
         "request finished; callback queued" if created else "callback already queued",
         status=record.status,
         polls=record.polls,
+        **(finished if created else {}),
     )

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import IO, Any
 
-from adapters.log import Log, trace_field
+from adapters.log import FIRST, Log, trace_field
 from adapters.service import Service
 from core import validation
 from core.datocms import Job
@@ -311,12 +311,29 @@ def _status(service: Service, status: int, request_id: str, state: str, **extra:
 def _accepted(service: Service, request_id: str, action: Schedule | Finish, log: Log) -> Reply:
     if isinstance(action, Schedule):
         if action.step.kind == "poll":
-            log.info("deletion accepted; polling scheduled", job_id=action.step.job_id)
+            log.info(
+                "deletion accepted; polling scheduled",
+                job_id=action.step.job_id,
+                event="request_accepted",
+                operation=FIRST,
+            )
             return _status(service, 202, request_id, "pending", job_id=action.step.job_id)
-        log.warning("DatoCMS unavailable; deletion queued", delay_seconds=round(action.delay, 3))
+        log.warning(
+            "DatoCMS unavailable; deletion queued",
+            delay_seconds=round(action.delay, 3),
+            event="request_accepted",
+            operation=FIRST,
+        )
         return _status(service, 202, request_id, "queued")
     outcome = action.outcome  # at the intake: a refusal, or a track that does not exist
-    log.info("deletion finished at intake", status=outcome.status, job_id=outcome.job_id)
+    log.info(
+        "deletion finished at intake",
+        status=outcome.status,
+        job_id=outcome.job_id,
+        event="request_accepted",
+        operation=FIRST,
+        outcome=outcome.status,
+    )
     if outcome.error is not None:  # failed
         return error(
             422,
@@ -366,7 +383,10 @@ def handle_event(service: Service, event_id: str | None, data: Any) -> Reply | N
         )
     except RequestRejected as rejected:
         log.error(
-            "event dropped: it can never succeed", code=rejected.code, details=rejected.details
+            "event dropped: it can never succeed",
+            code=rejected.code,
+            details=rejected.details,
+            event="event_dropped",
         )
         return None
     reply = submit(service, request, log)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import IO
 
-from adapters.log import Log, trace_field
+from adapters.log import LAST, Log, trace_field
 from adapters.service import Service
 from core import validation
 from core.datocms import Done, Job
@@ -244,7 +244,14 @@ def deliver_callback(service: Service, step: Step, record: Record, log: Log) -> 
     result = service.sender.deliver(url, body, signed_headers)
     if result.delivered:
         _end(service, step, "delivered", result.status)
-        log.info("callback delivered", http_status=result.status)
+        log.info(
+            "callback delivered",
+            http_status=result.status,
+            event="callback_attempt",
+            callback_result="delivered",
+            outcome=record.status,
+            operation=LAST,
+        )
         return Reply(200, {"status": "delivered", "attempt": attempt})
     if last or result.status == 410:  # 410 Gone: Standard Webhooks' "stop sending"
         return _dead_letter(service, step, result.status, result.reason, log)
@@ -253,6 +260,8 @@ def deliver_callback(service: Service, step: Step, record: Record, log: Log) -> 
         "callback attempt failed; the queue will retry",
         http_status=result.status,
         reason=result.reason,
+        event="callback_attempt",
+        callback_result="retry",
     )
     return error(502, "callback_failed", "The callback receiver did not accept the callback.")
 
@@ -283,7 +292,16 @@ def _end(service: Service, step: Step, state: CallbackState, status: int | None)
 
 def _dead_letter(service: Service, step: Step, status: int | None, reason: str, log: Log) -> Reply:
     _end(service, step, "dead_letter", status)
-    log.error("callback dead-lettered", http_status=status, reason=reason, callback=step.callback)
+    log.error(
+        "callback dead-lettered",
+        http_status=status,
+        reason=reason,
+        callback=step.callback,
+        event="callback_attempt",
+        callback_result="dead_letter",
+        outcome=(step.callback or {}).get("data", {}).get("status"),
+        operation=LAST,
+    )
     return Reply(200, {"status": "dead_lettered"})
 
 
