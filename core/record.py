@@ -113,13 +113,18 @@ def on_existing(record: Record, now: float, window: float) -> Existing:
     return "duplicate"
 
 
+def grace(budget: float) -> float:
+    """Room for a task still on its way: as long as the budget, between 1 s and a minute."""
+    return min(SWEEP_GRACE, max(1.0, budget))
+
+
 def callback_deadline(record: Record, budget: float) -> float | None:
     """When the current callback sequence has spent its time (None: no sequence running):
     an attempt after it is the last, and a sweep after it (plus grace) ends it."""
     callback = record.callback
     if not record.done or callback.state != "pending" or callback.since is None:
         return None
-    return callback.since + budget * AGE_SLACK + SWEEP_GRACE
+    return callback.since + budget * AGE_SLACK + grace(budget)
 
 
 def due_at(record: Record, budget: float) -> float | None:
@@ -128,7 +133,7 @@ def due_at(record: Record, budget: float) -> float | None:
     if record.status == "accepting":
         return (record.lease_until or record.created_at) + SWEEP_GRACE
     deadline = callback_deadline(record, budget)
-    return deadline + SWEEP_GRACE if deadline is not None else None
+    return deadline + grace(budget) if deadline is not None else None
 
 
 Sweep = Literal["dead_letter", "resume", "none"]

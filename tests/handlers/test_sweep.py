@@ -111,7 +111,9 @@ def test_an_attempt_past_the_sequences_age_is_its_last(harness: Harness) -> None
     harness.sender.answers = [FAILED]
     record = records.load(harness.service, request_id, harness.clock[0])
     assert record is not None
-    harness.clock[0] = due(harness, record) - SWEEP_GRACE + 1  # past the deadline, not yet due
+    deadline = callback_deadline(record, records.callback_budget(harness.service))
+    assert deadline is not None
+    harness.clock[0] = deadline + 0.5  # past the deadline, not yet due for a sweep
     reply = run_one(harness)  # attempt 1 of 3, but the sequence has outlived its budget
     assert reply.body == {"status": "dead_lettered"}
     record = records.load(harness.service, request_id, harness.clock[0])
@@ -128,6 +130,7 @@ def test_due_times_follow_the_lease_and_the_callback_budget(harness: Harness) ->
     assert final is not None and final.callback.since == harness.clock[0]
     deadline = callback_deadline(final, 100.0)
     assert deadline is not None and deadline >= harness.clock[0] + 100.0  # room for lateness
-    assert due_at(final, 100.0) == deadline + SWEEP_GRACE
+    assert due_at(final, 100.0) == deadline + SWEEP_GRACE  # a minute, at most
     assert sweep_action(final, deadline + SWEEP_GRACE, 100.0) == "dead_letter"
+    assert due_at(final, 0.5) == callback_deadline(final, 0.5) + 1.0  # at least a second
     assert sweep_action(final, deadline, 100.0) == "none"
