@@ -33,6 +33,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from benchmarks.processes import HELLO_SOURCE, TUTORIAL_SOURCE, Function, base_env
 from devstack.datocms_simulator import DatoCMSSimulator
@@ -113,6 +114,8 @@ def service_env(secrets: Secrets, base_url: str) -> dict[str, str]:
             "POLL_URL": f"http://127.0.0.1:{free_port()}/",
             "POLL_INITIAL_DELAY_SECONDS": "600",
             "POLL_MAX_DELAY_SECONDS": "600",
+            # A fresh state file: records of an earlier run would answer "duplicate".
+            "STATE_PATH": str(Path(tempfile.mkdtemp(prefix="bench-state-")) / "state.sqlite3"),
         }
     )
     return env

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from benchmarks.coldstart import ColdStartReport, own_modules, top_imports
 from benchmarks.polling import CACHE_SECONDS, GridReport
 from benchmarks.ratelimit import RateLimitReport
+from benchmarks.state import StateReport
 from benchmarks.throughput import ThroughputReport
 
 GOAL_POLL_SAVING = 0.08
@@ -29,6 +30,7 @@ class Results:
     ratelimit: RateLimitReport
     coldstart: ColdStartReport
     throughput: ThroughputReport
+    state: StateReport | None
     seconds: float  # the whole run
     learner_wired: bool  # whether the service's own policy uses the learned planner
     started: str  # when the run started (UTC, ISO 8601)
@@ -148,6 +150,8 @@ def render(results: Results) -> str:  # noqa: PLR0915 (the report, section by se
     _rate_section(lines, results)
     _cold_section(lines, cold)
     _throughput_section(lines, through)
+    if results.state is not None:
+        _state_section(lines, results.state)
     return "\n".join(lines) + "\n"
 
 
@@ -454,3 +458,38 @@ def _throughput_section(lines: list[str], through: ThroughputReport) -> None:
         f"{through.errors} non-2xx answers or errors."
     )
     add("")
+
+
+GOAL_FIRESTORE_THROUGHPUT = 0.5
+
+
+def _state_section(lines: list[str], state: StateReport) -> None:
+    add = lines.append
+    add("")
+    add("## 5. The state store (Firestore emulator)")
+    add("")
+    add(
+        f"{state.requests} deletions, each sent {state.copies} times at once with the same "
+        "idempotency key, to the local stack with `STATE_BACKEND=firestore`:"
+    )
+    add("")
+    add("| DELETEs sent to DatoCMS | callbacks accepted | requests lost | answers |")
+    add("| --- | --- | --- | --- |")
+    answers = ", ".join(f"{code}: {n}" for code, n in sorted(state.answers.items()))
+    add(f"| {state.deletes} | {state.callbacks} | {state.lost} | {answers} |")
+    add("")
+    ok = state.ratio >= GOAL_FIRESTORE_THROUGHPUT
+    add("| intake, requests/s | Firestore (emulator) | SQLite | ratio | goal |")
+    add("| --- | --- | --- | --- | --- |")
+    add(
+        f"| median of {len(state.sqlite)} alternating rounds | "
+        f"{statistics.median(state.firestore):.0f} | {statistics.median(state.sqlite):.0f} | "
+        f"{state.ratio:.2f} | >= {GOAL_FIRESTORE_THROUGHPUT} ({_yes(ok)}) |"
+    )
+    add("")
+    add(
+        "Each Firestore-backed intake makes three store round trips (create the record, read "
+        "the shared rate-limit hold, record the DELETE's answer by compare-and-set); the "
+        "emulator is a Java process sharing this machine's cores with the function, the "
+        "simulator and the load."
+    )

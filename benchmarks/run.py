@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import coldstart, polling, ratelimit, report, throughput
+from benchmarks import coldstart, polling, ratelimit, report, state, throughput
 from devstack.stack import ROOT
 
 OUTPUT = ROOT / "docs" / "PERFORMANCE.md"
@@ -39,19 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     def step(name: str) -> None:
         print(f"[{time.monotonic() - started:6.1f} s] {name}", file=sys.stderr, flush=True)
 
-    step("1/4 polling efficiency")
+    step("1/5 polling efficiency")
     mixes = polling.run(jobs=200 if quick else 2_000)
-    step("2/4 rate-limit ceiling")
+    step("2/5 rate-limit ceiling")
     limited = ratelimit.run(deletions=30 if quick else 300, timeout=60 if quick else 240)
-    step("3/4 cold start")
+    step("3/5 cold start")
     cold = coldstart.run(runs=2 if quick else 10)
-    step("4/4 intake overhead")
+    step("4/5 intake overhead")
     through = throughput.run(rounds=1 if quick else 6, duration=1.0 if quick else 2.5)
+    step("5/5 state store (Firestore emulator)")
+    stored = state.run(requests_=20 if quick else 200, rounds=1 if quick else 4)
     results = report.Results(
         polling=mixes,
         ratelimit=limited,
         coldstart=cold,
         throughput=through,
+        state=stored,
         seconds=time.monotonic() - started,
         learner_wired=learner_wired(),
         started=stamp,

@@ -225,7 +225,7 @@ def submit(service: Service, request: DeletionRequest, log: Log) -> Reply:
         upload_track_id=request.upload_track_id,
     )
     now = service.wall()
-    verdict, record = records.claim(
+    verdict, record, version = records.claim(
         service, records.new_record(service, request, request_id, environment, now), now
     )
     if verdict == "duplicate":
@@ -258,10 +258,10 @@ def submit(service: Service, request: DeletionRequest, log: Log) -> Reply:
         log.error("task queue unavailable; nothing was sent to DatoCMS", reason=str(failure))
         records.abandon(service, record, service.wall())
         raise
-    return _delete(service, intake, record, log)
+    return _delete(service, intake, record, version, log)
 
 
-def _delete(service: Service, intake: Step, record: Record, log: Log) -> Reply:
+def _delete(service: Service, intake: Step, record: Record, version: str | None, log: Log) -> Reply:
     """Send the intake's DELETE, record what it means, and answer."""
     request = intake.request
     result: Job | DatoCMSError
@@ -279,20 +279,25 @@ def _delete(service: Service, intake: Step, record: Record, log: Log) -> Reply:
         result = failure
     now = service.wall()
     action = after_delete(intake, result, now, service.policy, service.rand())
+    known = (record, version) if version is not None else None
     try:
         if isinstance(action, Finish):
+            finish = action
             records.mutate(
                 service,
                 intake.request_id,
-                lambda r: chain.concluded(r, intake, action, now),
+                lambda r: chain.concluded(r, intake, finish, now),
                 now,
+                known=known,
             )
         else:
+            schedule = action
             records.mutate(
                 service,
                 intake.request_id,
-                lambda r: chain.progressed(r, intake, action, now),
+                lambda r: chain.progressed(r, intake, schedule, now),
                 now,
+                known=known,
             )
     except StateUnavailable as failure:
         # The DELETE went out: task 1 finds the lease expired and carries on.

@@ -80,8 +80,9 @@ def new_record(
     )
 
 
-def claim(service: Service, fresh: Record, now: float) -> tuple[Claim, Record]:
-    """Create `fresh`, or say what the existing record of its id makes of this request.
+def claim(service: Service, fresh: Record, now: float) -> tuple[Claim, Record, str | None]:
+    """Create `fresh`, or say what the existing record of its id makes of this request
+    (with the version written when this request won, for a `mutate` without a read).
 
     A record whose intake died holding the lease is taken over (the new acceptance
     cannot know whether that intake's DELETE went out: `unanswered`); a finished one
@@ -89,20 +90,22 @@ def claim(service: Service, fresh: Record, now: float) -> tuple[Claim, Record]:
     """
     store = service.records
     for _ in range(4):
-        if store.create(document(service, fresh), now=now) is not None:
-            return "won", fresh
+        created = store.create(document(service, fresh), now=now)
+        if created is not None:
+            return "won", fresh, created.version
         stored = store.get(fresh.request_id, now=now)
         if stored is None:
             continue  # expired or abandoned in between: try to create again
         existing = Record.from_json(stored.document.data)
         verdict = on_existing(existing, now, service.settings.idempotency_window)
         if verdict in ("duplicate", "in_progress"):
-            return verdict, existing
+            return verdict, existing, None
         successor = fresh
         if verdict == "take_over":
             successor = replace(fresh, created_at=existing.created_at, unanswered=True)
-        if store.replace(document(service, successor), version=stored.version) is not None:
-            return "won", successor
+        replaced = store.replace(document(service, successor), version=stored.version)
+        if replaced is not None:
+            return "won", successor, replaced.version
     raise StateUnavailable(f"the record {fresh.request_id} kept changing")
 
 
@@ -118,12 +121,20 @@ def mutate(
     now: float,
     *,
     attempts: int = 8,
+    known: tuple[Record, str] | None = None,
 ) -> Record | None:
     """Apply `change` (pure; may run several times) by compare-and-set.
 
     Returns the record as written, the record unchanged when `change` returned it
     as is, or None when there is no record. Raises `StateUnavailable`.
     """
+    if known is not None:  # the record as this caller last wrote it: no read first
+        record, version = known
+        changed = change(record)
+        if changed is record:
+            return record
+        if service.records.replace(document(service, changed), version=version):
+            return changed
     for _ in range(attempts):
         stored = service.records.get(request_id, now=now)
         if stored is None:

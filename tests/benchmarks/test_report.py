@@ -47,6 +47,7 @@ def results(*, cold: float = 0.5, throughput: float = 250.0) -> Results:
         ratelimit=limited,
         coldstart=ColdStartReport(2, [cold, cold], [0.4, 0.4], imports, [], []),
         throughput=ThroughputReport(1.0, 8, [throughput], [300.0], 0),
+        state=None,
         seconds=12.0,
         learner_wired=True,
         started="2026-11-28 12:00 UTC",
@@ -92,3 +93,15 @@ def test_a_cell_costlier_than_the_best_official_client_is_named() -> None:
     )
     text = render(replace(base, polling=GridReport((*grid.shapes, costly), (1, 5, 100))))
     assert "in the cell(s) heavy / 5 (1.250)" in text
+
+
+def test_the_state_store_section_reports_losses_and_the_throughput_ratio() -> None:
+    from dataclasses import replace
+
+    from benchmarks.state import StateReport
+
+    state = StateReport(200, 5, 200, 200, 0, {"202": 200, "409": 780, "200": 20}, [60.0], [240.0])
+    text = render(replace(results(), state=state))
+    assert "## 5. The state store" in text
+    assert "| 200 | 200 | 0 | 200: 20, 202: 200, 409: 780 |" in text
+    assert "| 60 | 240 | 0.25 |" in text and "**not met**" in text
