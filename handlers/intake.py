@@ -248,7 +248,7 @@ def _delete(service: Service, intake: Step, record: Record, log: Log) -> Reply:
     result: Job | DatoCMSError
     try:
         result = service.datocms.delete_track(
-            request.upload_id, request.upload_track_id, intake.environment, log=log
+            request.upload_id, request.track_id, intake.environment, log=log
         )
     except (DatoCMSAuthError, DatoCMSBadResponse) as failure:
         log.error(

@@ -138,7 +138,7 @@ def _delete(service: Service, step: Step, log: Log) -> Action:
     result: Job | DatoCMSError
     try:
         result = service.datocms.delete_track(
-            step.request.upload_id, step.request.upload_track_id, step.environment, log=log
+            step.request.upload_id, step.request.track_id, step.environment, log=log
         )
     except DatoCMSError as failure:
         _log_failure(log, failure)
