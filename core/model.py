@@ -25,6 +25,15 @@ EVENT_TYPES: dict[OutcomeStatus, str] = {
     "failed": "upload_track.deletion_failed",
     "timed_out": "upload_track.deletion_timed_out",
 }
+#: The summary callback of a selector request, by `data.status`.
+SELECTOR_EVENT_TYPES: dict[str, str] = {
+    "deleted": "upload_tracks.deleted",
+    "none_matched": "upload_tracks.none_matched",
+    "partially_failed": "upload_tracks.partially_failed",
+    "failed": "upload_tracks.deletion_failed",
+}
+#: The public keys of a selector request's per-track entry.
+TRACK_ENTRY = ("upload_track_id", "status", "job_id", "track", "error")
 
 
 def canonical_selector(tracks: dict[str, Any]) -> dict[str, Any]:

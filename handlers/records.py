@@ -71,6 +71,7 @@ def new_record(
         environment=environment,
         callback=callback,
         lease_until=now + LEASE_SECONDS,
+        selector=request.tracks,
     )
 
 

@@ -30,7 +30,7 @@ from core.model import Step, encode
 from core.record import CallbackState, Record
 from core.signing import MAX_TASK_BODY, open_task, webhook_signature
 from core.urlpolicy import parse_callback_url
-from handlers import chain, records
+from handlers import chain, fanout, records
 from handlers.responses import Reply, error, reply_for
 
 
@@ -90,6 +90,11 @@ def _run(service: Service, step: Step, log: Log, now: float) -> Reply:
         if record.done and step.kind != "resume":
             log.info("request already final; task ignored", step=step.kind)
             return Reply(200, {"status": "already_final"})
+        if step.kind == "list":  # a selector request (handlers.fanout)
+            return fanout.run_list(service, step, record, log, now)
+        if step.track_index is not None and not fanout.still_running(record, step):
+            log.info("track final or further along; task ignored", step=step.kind)
+            return Reply(200, {"status": "superseded"})
         return run_step(service, step, record, log, now)
     except StateUnavailable as failure:
         log.warning("state store unavailable; the queue will retry", reason=str(failure))
@@ -108,7 +113,8 @@ def run_step(service: Service, step: Step, record: Record, log: Log, now: float)
             return Reply(200, {"status": "done", "next": "schedule"})
         step = resumed
     action = _poll(service, step, log) if step.kind == "poll" else _delete(service, step, log)
-    chain.carry_out(service, step, action, log)
+    carry_out = fanout.carry_out if step.track_index is not None else chain.carry_out
+    carry_out(service, step, action, log)
     return Reply(200, {"status": "done", "next": type(action).__name__.lower()})
 
 
