@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import coldstart, polling, ratelimit, report, throughput
+from benchmarks import coldstart, polling, ratelimit, report, selector, throughput
 from devstack.stack import ROOT
 
 OUTPUT = ROOT / "docs" / "PERFORMANCE.md"
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         learner_wired=learner_wired(),
         started=stamp,
     )
-    text = report.render(results)
+    step("selector fan-out")
+    text = report.render(results) + "\n" + selector.run(tracks=10 if quick else 50).render()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
     step(f"wrote {args.output}")
