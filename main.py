@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 
-from adapters.log import Log
+from adapters.log import Log, error_report
 from adapters.service import Service, build_service
 from core.errors import Misconfigured, ServiceError
 from core.headers import Headers
@@ -63,16 +62,13 @@ def _guarded(entry: str, handle: Callable[[Service], Reply]) -> flask.Response:
         )
         return _respond(reply_for(missing))
     except Exception as crash:  # the answer must never carry a stack trace
-        _LOG.error("unexpected error", function=entry, **_crash_fields(crash))
+        _LOG.error("unexpected error", function=entry, **_crash_fields(crash, entry))
         return _respond(error(500, "internal", "The request could not be processed."))
 
 
-def _crash_fields(crash: BaseException) -> dict[str, Any]:
-    frames = traceback.extract_tb(crash.__traceback__)
-    return {
-        "exception": type(crash).__name__,
-        "frames": [f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}" for frame in frames],
-    }
+def _crash_fields(crash: BaseException, entry: str) -> dict[str, Any]:
+    """Error Reporting's fields: the exception's type and frames, never its text."""
+    return error_report(crash, entry)
 
 
 @functions_framework.http
@@ -102,6 +98,7 @@ def poll_job(request: flask.Request) -> flask.Response:
             method=request.method,
             headers=Headers(request.headers.items()),
             stream=request.stream,
+            path=request.path,
         ),
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -77,6 +78,7 @@ class CallbackSender:
         resolve: ResolveFn = resolve_host,
         transport: Transport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -84,9 +86,15 @@ class CallbackSender:
         self._resolve = resolve
         self._transport: Transport = transport if transport is not None else Urllib3Transport()
         self._timeout = timeout
+        self._clock = clock
 
     def deliver(self, url: str, body: bytes, headers: Mapping[str, str]) -> DeliveryResult:
-        """POST `body` with `headers` to `url` once; never raises for network trouble."""
+        """POST `body` with `headers` to `url` once; never raises for network trouble.
+
+        The attempt is bounded as a whole by `timeout`: when a connection cannot
+        be opened and another address is tried, that one gets only the time left.
+        """
+        deadline = self._clock() + self._timeout
         try:
             target = parse_callback_url(url, allow_private=self._allow_private)
         except CallbackURLRejected as exc:
@@ -99,6 +107,9 @@ class CallbackSender:
         outgoing = _outgoing_headers(headers, target)
         failure = DeliveryResult(False, None, "no address to connect to")
         for ip in addresses[:MAX_ADDRESSES_TRIED]:
+            left = deadline - self._clock()
+            if left <= 0:
+                return DeliveryResult(False, None, "timed out waiting for the receiver")
             request = PinnedRequest(
                 scheme=target.scheme,
                 ip=str(ip),
@@ -107,7 +118,7 @@ class CallbackSender:
                 target=target.path_and_query,
                 headers=outgoing,
                 body=body,
-                timeout=self._timeout,
+                timeout=left,
             )
             try:
                 status = self._transport(request)

@@ -19,6 +19,7 @@ import requests
 
 from adapters.log import Log
 from adapters.pacing import RatePacer
+from adapters.shared_hold import SharedHold
 from core import datocms
 from core.errors import DatoCMSBadResponse, DatoCMSHeldBack, DatoCMSUnavailable
 from core.headers import Headers
@@ -46,6 +47,7 @@ class DatoCMSClient:
         clock: Callable[[], float] = time.monotonic,
         timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
         pacer: RatePacer | None = None,
+        hold: SharedHold | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._token = token
@@ -56,6 +58,7 @@ class DatoCMSClient:
         self._lock = threading.Lock()
         self._blocked_until = 0.0
         self._pacer = pacer or RatePacer(clock=clock)
+        self._shared_hold = hold
         # Proxy and CA settings come from the environment once, here: with `trust_env`,
         # requests would scan the whole environment on every call (a sixth of an intake
         # request's time), and a ~/.netrc entry could replace the Authorization header.
@@ -100,6 +103,8 @@ class DatoCMSClient:
     def _hold(self) -> None:
         with self._lock:
             wait = self._blocked_until - self._clock()
+        if wait <= 0 and self._shared_hold is not None:
+            wait = self._shared_hold.remaining()  # a reset another instance was told of
         if wait > 0:
             raise DatoCMSHeldBack(
                 "held back until DatoCMS's announced rate-limit reset",
@@ -110,6 +115,8 @@ class DatoCMSClient:
     def _block(self, seconds: float) -> None:
         with self._lock:
             self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+        if self._shared_hold is not None:
+            self._shared_hold.announce(seconds)
 
     def _call(
         self, method: str, path: str, environment: str | None, log: Log

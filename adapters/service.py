@@ -19,6 +19,7 @@ import requests
 from adapters.callback_sender import CallbackSender, DeliveryResult
 from adapters.datocms import DatoCMSClient
 from adapters.log import Log
+from adapters.shared_hold import SharedHold
 from adapters.shared_learning import SharedLearning
 from adapters.state_store import open_state_store
 from adapters.tasks import TaskQueue
@@ -29,6 +30,9 @@ from core.settings import Settings
 from core.state import StateStore
 
 DEDUP_SECONDS = 3600.0
+#: How long a step may be remembered as running; every step is bounded far below this
+#: (a callback attempt by 15 s, a DatoCMS call by its 25 s timeouts).
+RUNNING_SECONDS = 900.0
 
 
 class Sender(Protocol):
@@ -52,8 +56,10 @@ class Service:
     wall: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
     nonce: Callable[[int], bytes] = secrets.token_bytes
-    #: Steps running or done in this process (a task delivered twice at once runs once).
+    #: Steps carried out by this process (a task delivered again is acknowledged, not rerun).
     spent: RecentKeys = field(default_factory=lambda: RecentKeys(DEDUP_SECONDS * 24))
+    #: Steps running in this process right now (a retry meanwhile answers 503: it may fail).
+    running: RecentKeys = field(default_factory=lambda: RecentKeys(RUNNING_SECONDS))
 
     #: Job durations every instance learned; None: the cold schedule only.
     learning: SharedLearning | None = None
@@ -90,6 +96,7 @@ def build_store(settings: Settings, collection: str) -> StateStore:
 def build_service(settings: Settings, log: Log) -> Service:
     """Wire the real adapters. Raises `Misconfigured` when a backend setting is missing."""
     settings.require_backend()
+    shared = build_store(settings, "shared")
     service = Service(
         settings=settings,
         log=log,
@@ -98,11 +105,12 @@ def build_service(settings: Settings, log: Log) -> Service:
             token=settings.api_token(),
             session=requests.Session(),
             log=log,
+            hold=SharedHold(shared, time.time),
         ),
         queue=build_queue(settings, log),
         sender=CallbackSender(allow_private=settings.callback_allow_private_networks),
         records=build_store(settings, "requests"),
-        shared=build_store(settings, "shared"),
+        shared=shared,
     )
     service.learning = SharedLearning(
         service.shared,

@@ -36,6 +36,11 @@ FINAL: frozenset[str] = frozenset(
 
 #: How long an intake may take to decide the DELETE before another may take over.
 LEASE_SECONDS = 30.0
+#: How long past its due time a sweep leaves a request alone (a task may still be on its way).
+SWEEP_GRACE = 60.0
+#: A callback sequence may take this much longer than the sum of its backoffs (the queue
+#: dispatches late under load; its backoff is not exact).
+AGE_SLACK = 1.25
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class Callback:
     delivered_at: float | None = None
     failed_at: float | None = None  # the last failed attempt (the dead-letter listing's key)
     resends: int = 0  # times an operator asked for the callback again
+    since: float | None = None  # when the current delivery sequence began
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class Record:
     finished_at: float | None = None
     selector: dict[str, Any] | None = None
     tracks: list[dict[str, Any]] | None = field(default=None)
+    metadata: dict[str, Any] | None = None  # the request's, echoed in its callback
 
     @property
     def done(self) -> bool:
@@ -119,10 +126,43 @@ def on_existing(record: Record, now: float, window: float) -> Existing:
     return "duplicate"
 
 
-def to_document(record: Record, *, window: float, retention: float, running_for: float) -> Document:
+def callback_deadline(record: Record, budget: float) -> float | None:
+    """When the current callback sequence has spent its time (None: no sequence running):
+    an attempt after it is the last, and a sweep after it (plus grace) ends it."""
+    callback = record.callback
+    if not record.done or callback.state != "pending" or callback.since is None:
+        return None
+    return callback.since + budget * AGE_SLACK + SWEEP_GRACE
+
+
+def due_at(record: Record, budget: float) -> float | None:
+    """When a sweep should look at `record`: an intake that died holding the lease, or a
+    callback sequence past its budget (the queue may have given up on it)."""
+    if record.status == "accepting":
+        return (record.lease_until or record.created_at) + SWEEP_GRACE
+    deadline = callback_deadline(record, budget)
+    return deadline + SWEEP_GRACE if deadline is not None else None
+
+
+Sweep = Literal["dead_letter", "resume", "none"]
+
+
+def sweep_action(record: Record, now: float, budget: float) -> Sweep:
+    """What a sweep does to `record` now: end an overdue callback sequence as a dead letter,
+    resume an acceptance whose intake died, or nothing."""
+    due = due_at(record, budget)
+    if due is None or due > now:
+        return "none"
+    return "resume" if record.status == "accepting" else "dead_letter"
+
+
+def to_document(
+    record: Record, *, window: float, retention: float, running_for: float, budget: float
+) -> Document:
     """The stored form: kept for the duplicate window, and `retention` after the end.
 
-    `running_for` bounds how long a request may stay unfinished (deadline and callbacks).
+    `running_for` bounds how long a request may stay unfinished (deadline and callbacks);
+    `budget` is the time a callback sequence may take.
     """
     end = record.finished_at if record.finished_at is not None else record.created_at + running_for
     dead = record.callback.state == "dead_letter"
@@ -131,6 +171,7 @@ def to_document(record: Record, *, window: float, retention: float, running_for:
         data=record.to_json(),
         expires_at=max(record.created_at + window, end + retention),
         dead_letter_at=(record.callback.failed_at or record.updated_at) if dead else None,
+        due_at=due_at(record, budget),
     )
 
 

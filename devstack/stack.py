@@ -9,6 +9,7 @@ end-to-end tests and the benchmarks. Nothing here is deployed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +65,16 @@ def service_free_environment() -> dict[str, str]:
     }
 
 
+#: gunicorn threads per local function process. functions-framework serves with one
+#: worker and `THREADS` threads (default 4 x CPUs), and a gunicorn thread that has
+#: seen the first bytes of a request blocks until its headers are complete: that
+#: many slow clients stall the function. Cloud Run's front end buffers requests;
+#: the local stack has nothing in front, so it runs with many more threads (an
+#: explicit `THREADS` in the environment wins). More threads raise the bar, they do
+#: not remove it: anything exposed must run behind a buffering proxy (SECURITY.md).
+LOCAL_THREADS = max(64, (os.cpu_count() or 1) * 16)
+
+
 class FunctionProcess:
     """One `functions-framework --target=NAME [--source=FILE]` process, stdout to a file."""
 
@@ -79,7 +91,7 @@ class FunctionProcess:
         self.started = 0.0  # time.monotonic() when the process was started
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self._env = dict(env)
+        self._env = {"THREADS": str(LOCAL_THREADS), **env}
         self._log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (kept open for the process)
             prefix=f"{target}-", suffix=".log", delete=False
         )
@@ -165,6 +177,7 @@ class LocalStack:
         env: Mapping[str, str] | None = None,
         simulator: DatoCMSSimulator | None = None,
         with_event_function: bool = False,
+        sweep_every: float | None = 2.0,
         secrets_: Secrets | None = None,
     ) -> None:
         self.secrets = secrets_ or Secrets()
@@ -173,6 +186,8 @@ class LocalStack:
         self._extra_env = dict(env or {})
         self._with_event = with_event_function
         self._state_dir = tempfile.TemporaryDirectory(prefix="track-deleter-state-")
+        self._sweep_every = sweep_every
+        self._sweeping = threading.Event()
         self.functions: dict[str, FunctionProcess] = {}
 
     def environment(self, base_url: str, poll_port: int) -> dict[str, str]:
@@ -211,12 +226,23 @@ class LocalStack:
                 self.functions[target] = FunctionProcess(target, env, port=port).start()
             for function in self.functions.values():
                 function.wait_ready()
+            if self._sweep_every is not None:
+                threading.Thread(target=self._sweep, name="sweep-timer", daemon=True).start()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _sweep(self) -> None:
+        """The local stand-in for Cloud Scheduler: `POST /sweep` to poll_job, periodically."""
+        assert self._sweep_every is not None  # noqa: S101 (started only then)
+        url = self.functions["poll_job"].url + "sweep"
+        while not self._sweeping.wait(self._sweep_every):
+            with contextlib.suppress(requests.RequestException):
+                requests.post(url, json={}, timeout=10)
+
     def stop(self) -> None:
+        self._sweeping.set()
         for function in self.functions.values():
             function.terminate()
         for function in self.functions.values():

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from adapters.log import Log
+from adapters.log import LAST, Log
 from adapters.service import Service
-from adapters.tasks import QueueRole, Task, callback_retry
+from adapters.tasks import QueueRole, Task
 from core.flow import Action, Finish, Schedule
 from core.model import Step, callback_body
 from core.record import Record
@@ -29,9 +29,7 @@ def step_not_after(accepted_at: float, service: Service) -> float:
 
 
 def callback_not_after(now: float, service: Service) -> float:
-    policy = callback_retry(service.settings)
-    budget = sum(policy.backoff(n) for n in range(1, policy.max_attempts))
-    return now + budget + STEP_GRACE_SECONDS
+    return now + records.callback_budget(service) + STEP_GRACE_SECONDS
 
 
 def enqueue(service: Service, step: Step, delay: float) -> bool:
@@ -76,6 +74,7 @@ def concluded(record: Record, step: Step, finish: Finish, now: float) -> Record:
         next_at=None,
         outcome=body["data"],
         finished_at=now,
+        callback=replace(record.callback, since=now),
     )
 
 
@@ -112,9 +111,19 @@ def queue_callback(service: Service, current: Step, record: Record, log: Log) ->
     """Queue the callback of the final `record` (idempotent: the task name is fixed)."""
     outcome = record.outcome or {}
     log = log.bind(job_id=record.job_id)
+    finished = {  # the deletion's outcome line: metrics count and measure it
+        "event": "request_finished",
+        "outcome": record.status,
+        "elapsed_seconds": round((record.finished_at or service.wall()) - record.created_at, 3),
+    }
     if current.request.callback_url is None:
         log.info(
-            "request finished", status=record.status, polls=record.polls, error=outcome.get("error")
+            "request finished",
+            status=record.status,
+            polls=record.polls,
+            error=outcome.get("error"),
+            operation=LAST,  # nothing follows: no callback
+            **finished,
         )
         return
     delivery = replace(
@@ -130,4 +139,5 @@ def queue_callback(service: Service, current: Step, record: Record, log: Log) ->
         "request finished; callback queued" if created else "callback already queued",
         status=record.status,
         polls=record.polls,
+        **(finished if created else {}),
     )

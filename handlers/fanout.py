@@ -97,6 +97,11 @@ def _fan_out(service: Service, listing: Step, record: Record, log: Log) -> None:
     log.info("track deletions scheduled", matched=len(record.tracks or []))
 
 
+def lists(record: Record) -> bool:
+    """Whether a `resume` of `record` (the sweep's, after a dead intake) is its listing."""
+    return record.selector is not None and not record.done
+
+
 def still_running(record: Record, step: Step) -> bool:
     """Whether `step` is the current step of its track's chain (else: redelivered or late)."""
     return selector.entry_of(record, step) is not None

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import IO, Any
 
-from adapters.log import Log, trace_field
+from adapters.log import FIRST, Log, trace_field
 from adapters.service import Service
 from core import validation
 from core.datocms import Job
@@ -35,6 +35,7 @@ from core.record import Record
 from core.signing import constant_time_equal
 from core.urlpolicy import CallbackURLRejected, parse_callback_url
 from handlers import chain, fanout, records, requests_api
+from handlers.body import BodyUnreadable, read_at_most
 from handlers.responses import Reply, error, reply_for
 
 MAX_BODY = 64 * 1024
@@ -45,7 +46,8 @@ MAX_BODY = 64 * 1024
 
 
 def authenticate(authorization: str | None, token: str) -> bool:
-    """`Authorization: Bearer <token>`, or HTTP Basic with `<token>` as the password."""
+    """`Authorization: Bearer <token>`, or HTTP Basic with `<token>` as the password
+    (base64 with or without its `=` padding)."""
     if not authorization:
         return False
     scheme, _, credentials = authorization.strip().partition(" ")
@@ -53,6 +55,8 @@ def authenticate(authorization: str | None, token: str) -> bool:
     if scheme.lower() == "bearer":
         return constant_time_equal(credentials, token)
     if scheme.lower() == "basic":
+        if "=" not in credentials:  # some clients leave the base64 padding out
+            credentials += "=" * (-len(credentials) % 4)
         try:
             decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
@@ -68,8 +72,16 @@ def _scheme(headers: Headers) -> str:
     return scheme if scheme in ("bearer", "basic") else ("none" if not scheme else "other")
 
 
-def read_json_body(content_type: str | None, content_length: int | None, stream: IO[bytes]) -> Any:
-    """The parsed JSON body, or `RequestRejected` (415, 413, 400). Reads at most 64 KiB + 1."""
+def read_json_body(
+    content_type: str | None,
+    content_length: int | None,
+    stream: IO[bytes],
+    log: Log | None = None,
+) -> Any:
+    """The parsed JSON body, or `RequestRejected` (415, 413, 400). Reads at most 64 KiB + 1.
+
+    A body whose framing is broken (a bad chunk size, a chunk cut short) is a
+    `400 invalid_body`, logged at WARNING without a stack."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise RequestRejected(
@@ -80,7 +92,12 @@ def read_json_body(content_type: str | None, content_length: int | None, stream:
     )
     if content_length is not None and content_length > MAX_BODY:
         raise too_large
-    raw = stream.read(MAX_BODY + 1)
+    try:
+        raw = read_at_most(stream, MAX_BODY + 1)
+    except BodyUnreadable as unreadable:
+        if log is not None:
+            log.warning("intake refused: the body could not be read", error=unreadable.kind)
+        raise RequestRejected(400, "invalid_body", "The body could not be read.") from None
     if len(raw) > MAX_BODY:
         raise too_large
     return parse_json(raw)
@@ -134,13 +151,15 @@ def handle_http(
             method,
             path,
             query or {},
-            lambda: read_json_body(headers.get("content-type"), content_length, stream),
+            lambda: read_json_body(
+                headers.get("content-type"), content_length, stream, service.log
+            ),
         )
         return answer_ if answer_ is not None else requests_api.not_found()
     if method != "POST":
         return error(405, "method_not_allowed", "Only POST is allowed.", headers={"Allow": "POST"})
     try:
-        data = read_json_body(headers.get("content-type"), content_length, stream)
+        data = read_json_body(headers.get("content-type"), content_length, stream, service.log)
         request = validate(data, allow_private=settings.callback_allow_private_networks)
     except RequestRejected as rejected:
         return reply_for(rejected)
@@ -294,12 +313,29 @@ def _status(service: Service, status: int, request_id: str, state: str, **extra:
 def _accepted(service: Service, request_id: str, action: Schedule | Finish, log: Log) -> Reply:
     if isinstance(action, Schedule):
         if action.step.kind == "poll":
-            log.info("deletion accepted; polling scheduled", job_id=action.step.job_id)
+            log.info(
+                "deletion accepted; polling scheduled",
+                job_id=action.step.job_id,
+                event="request_accepted",
+                operation=FIRST,
+            )
             return _status(service, 202, request_id, "pending", job_id=action.step.job_id)
-        log.warning("DatoCMS unavailable; deletion queued", delay_seconds=round(action.delay, 3))
+        log.warning(
+            "DatoCMS unavailable; deletion queued",
+            delay_seconds=round(action.delay, 3),
+            event="request_accepted",
+            operation=FIRST,
+        )
         return _status(service, 202, request_id, "queued")
     outcome = action.outcome  # at the intake: a refusal, or a track that does not exist
-    log.info("deletion finished at intake", status=outcome.status, job_id=outcome.job_id)
+    log.info(
+        "deletion finished at intake",
+        status=outcome.status,
+        job_id=outcome.job_id,
+        event="request_accepted",
+        operation=FIRST,
+        outcome=outcome.status,
+    )
     if outcome.error is not None:  # failed
         return error(
             422,
@@ -349,7 +385,10 @@ def handle_event(service: Service, event_id: str | None, data: Any) -> Reply | N
         )
     except RequestRejected as rejected:
         log.error(
-            "event dropped: it can never succeed", code=rejected.code, details=rejected.details
+            "event dropped: it can never succeed",
+            code=rejected.code,
+            details=rejected.details,
+            event="event_dropped",
         )
         return None
     reply = submit(service, request, log)

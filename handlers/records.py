@@ -30,11 +30,15 @@ def location(service: Service, request_id: str) -> str:
     return f"{service.settings.intake_url or ''}/requests/{request_id}"
 
 
+def callback_budget(service: Service) -> float:
+    """How long one callback sequence may take: every backoff of its attempt budget."""
+    policy = callback_retry(service.settings)
+    return sum(policy.backoff(n) for n in range(1, policy.max_attempts))
+
+
 def running_for(service: Service) -> float:
     """How long a request may stay unfinished: its deadline, then its callback budget."""
-    policy = callback_retry(service.settings)
-    budget = sum(policy.backoff(n) for n in range(1, policy.max_attempts))
-    return service.settings.poll_timeout + budget + GRACE_SECONDS
+    return service.settings.poll_timeout + callback_budget(service) + GRACE_SECONDS
 
 
 def document(service: Service, record: Record) -> Document:
@@ -44,6 +48,7 @@ def document(service: Service, record: Record) -> Document:
         window=settings.idempotency_window,
         retention=settings.state_retention,
         running_for=running_for(service),
+        budget=callback_budget(service),
     )
 
 
@@ -72,6 +77,7 @@ def new_record(
         callback=callback,
         lease_until=now + LEASE_SECONDS,
         selector=request.tracks,
+        metadata=request.metadata,
     )
 
 
@@ -140,6 +146,20 @@ def abandon(service: Service, record: Record, now: float) -> None:
             service.records.delete(record.request_id, version=stored.version)
     except StateUnavailable:
         pass  # the lease expires on its own; a retry then takes over
+
+
+def request_of(service: Service, record: Record) -> DeletionRequest:
+    """The deletion request a record was accepted for (its callback URL unsealed)."""
+    return DeletionRequest(
+        upload_id=record.upload_id,
+        upload_track_id=record.upload_track_id
+        if record.selector is not None
+        else record.upload_track_id or "",
+        environment=record.environment,
+        callback_url=callback_url(service, record),
+        metadata=record.metadata,
+        tracks=record.selector,
+    )
 
 
 def callback_url(service: Service, record: Record) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 from adapters.log import Log
 from adapters.service import Service
 from core.errors import RequestRejected, StateUnavailable
-from core.model import DeletionRequest, Step
+from core.model import Step
 from core.record import Record, retry_after, status_resource
 from core.state import decode_cursor
 from handlers import chain, records
@@ -119,18 +119,13 @@ def _resend(service: Service, record: Record, log: Log) -> bool:
 
     def reopened(current: Record) -> Record:
         return current.with_callback(
-            now, state="pending", attempts=0, resends=current.callback.resends + 1
+            now, state="pending", attempts=0, resends=current.callback.resends + 1, since=now
         )
 
     updated = records.mutate(service, record.request_id, reopened, now)
     if updated is None:
         return False
-    request = DeletionRequest(
-        upload_id=updated.upload_id,
-        upload_track_id=updated.upload_track_id or "",
-        environment=updated.environment,
-        callback_url=url,
-    )
+    request = records.request_of(service, updated)
     step = Step(
         kind="callback",
         request_id=updated.request_id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import IO
 
-from adapters.log import Log, trace_field
+from adapters.log import LAST, Log, trace_field
 from adapters.service import Service
 from core import validation
 from core.datocms import Done, Job
@@ -27,21 +27,30 @@ from core.errors import (
 from core.flow import Action, Schedule, after_delete, after_poll
 from core.headers import Headers
 from core.model import Step, encode
-from core.record import CallbackState, Record
+from core.record import CallbackState, Record, callback_deadline
 from core.signing import MAX_TASK_BODY, open_task, webhook_signature
 from core.urlpolicy import parse_callback_url
-from handlers import chain, fanout, records
+from handlers import chain, fanout, records, sweep
+from handlers.body import BodyUnreadable, read_at_most
 from handlers.responses import Reply, error, reply_for
 
 
-def handle_http(service: Service, *, method: str, headers: Headers, stream: IO[bytes]) -> Reply:
-    """Open the task, run its step, answer for the queue."""
+def handle_http(
+    service: Service, *, method: str, headers: Headers, stream: IO[bytes], path: str = "/"
+) -> Reply:
+    """Open the task, run its step, answer for the queue (`/sweep`: the sweep)."""
     settings = service.settings
     keys = settings.task_keys()
     if method != "POST":
         return error(405, "method_not_allowed", "Only POST is allowed.", headers={"Allow": "POST"})
+    if path == "/sweep":
+        try:
+            return sweep.sweep(service, service.log.bind(function="sweep"))
+        except StateUnavailable as failure:
+            service.log.warning("sweep: state store unavailable", reason=str(failure))
+            return error(503, "state_unavailable", "The state store is unavailable.")
     try:
-        step = open_step(stream.read(MAX_TASK_BODY + 1), keys)
+        step = open_step(_read(stream), keys)
     except TaskRejected as rejected:
         service.log.warning("task rejected", reason=str(rejected))
         return reply_for(rejected)
@@ -57,8 +66,23 @@ def handle_http(service: Service, *, method: str, headers: Headers, stream: IO[b
     if step.not_after < now:
         log.warning("task expired; ignored", step=step.kind)
         return Reply(200, {"status": "expired"})
-    if not service.spent.claim(step.name, now):  # claimed before running: one at a time
-        log.info("task already carried out (or running); ignored", step=step.kind)
+    if not service.running.claim(step.name, now):
+        # Still running here (e.g. a callback attempt that outlived the queue's dispatch
+        # deadline). It may yet fail, so this retry must not be acknowledged: come back.
+        log.info("task still running on this instance; the queue will retry", step=step.kind)
+        return error(
+            503, "in_progress", "This task is still running.", headers={"Retry-After": "15"}
+        )
+    try:
+        return _run_once(service, step, log, now)
+    finally:
+        service.running.release(step.name)
+
+
+def _run_once(service: Service, step: Step, log: Log, now: float) -> Reply:
+    """Run `step` unless this process already carried it out (2xx); remember it if done."""
+    if not service.spent.claim(step.name, now):
+        log.info("task already carried out; ignored", step=step.kind)
         return Reply(200, {"status": "already_done"})
     try:
         reply = _run(service, step, log, now)
@@ -68,6 +92,14 @@ def handle_http(service: Service, *, method: str, headers: Headers, stream: IO[b
     if not 200 <= reply.status < 300:
         service.spent.release(step.name)  # the queue retries it: let the retry run
     return reply
+
+
+def _read(stream: IO[bytes]) -> bytes:
+    """The task body; a body that cannot be read (broken framing) is not a task: 401."""
+    try:
+        return read_at_most(stream, MAX_TASK_BODY + 1)
+    except BodyUnreadable as unreadable:
+        raise TaskRejected(f"task body could not be read ({unreadable.kind})") from None
 
 
 def open_step(body: bytes, keys: tuple[bytes, ...]) -> Step:
@@ -90,8 +122,8 @@ def _run(service: Service, step: Step, log: Log, now: float) -> Reply:
         if record.done and step.kind != "resume":
             log.info("request already final; task ignored", step=step.kind)
             return Reply(200, {"status": "already_final"})
-        if step.kind == "list":  # a selector request (handlers.fanout)
-            return fanout.run_list(service, step, record, log, now)
+        if step.kind == "list" or (step.kind == "resume" and fanout.lists(record)):
+            return fanout.run_list(service, replace(step, kind="list"), record, log, now)
         if step.track_index is not None and not fanout.still_running(record, step):
             log.info("track final or further along; task ignored", step=step.kind)
             return Reply(200, {"status": "superseded"})
@@ -198,7 +230,8 @@ def deliver_callback(service: Service, step: Step, record: Record, log: Log) -> 
     )
     attempt = record.callback.attempts
     log = log.bind(attempt=attempt, target=_redacted(url, settings.callback_allow_private_networks))
-    last = attempt >= settings.callback_max_attempts
+    deadline = callback_deadline(record, records.callback_budget(service))
+    last = attempt >= settings.callback_max_attempts or (deadline is not None and now >= deadline)
     if not settings.callback_signing_keys:
         if not last:
             settings.callback_keys()  # raises Misconfigured: 500, and the queue retries
@@ -217,7 +250,14 @@ def deliver_callback(service: Service, step: Step, record: Record, log: Log) -> 
     result = service.sender.deliver(url, body, signed_headers)
     if result.delivered:
         _end(service, step, "delivered", result.status)
-        log.info("callback delivered", http_status=result.status)
+        log.info(
+            "callback delivered",
+            http_status=result.status,
+            event="callback_attempt",
+            callback_result="delivered",
+            outcome=record.status,
+            operation=LAST,
+        )
         return Reply(200, {"status": "delivered", "attempt": attempt})
     if last or result.status == 410:  # 410 Gone: Standard Webhooks' "stop sending"
         return _dead_letter(service, step, result.status, result.reason, log)
@@ -226,6 +266,8 @@ def deliver_callback(service: Service, step: Step, record: Record, log: Log) -> 
         "callback attempt failed; the queue will retry",
         http_status=result.status,
         reason=result.reason,
+        event="callback_attempt",
+        callback_result="retry",
     )
     return error(502, "callback_failed", "The callback receiver did not accept the callback.")
 
@@ -256,7 +298,16 @@ def _end(service: Service, step: Step, state: CallbackState, status: int | None)
 
 def _dead_letter(service: Service, step: Step, status: int | None, reason: str, log: Log) -> Reply:
     _end(service, step, "dead_letter", status)
-    log.error("callback dead-lettered", http_status=status, reason=reason, callback=step.callback)
+    log.error(
+        "callback dead-lettered",
+        http_status=status,
+        reason=reason,
+        callback=step.callback,
+        event="callback_attempt",
+        callback_result="dead_letter",
+        outcome=(step.callback or {}).get("data", {}).get("status"),
+        operation=LAST,
+    )
     return Reply(200, {"status": "dead_lettered"})
 
 

@@ -55,3 +55,17 @@ output "firestore_database" {
   description = "Firestore database holding the request records."
   value       = var.firestore_database
 }
+
+output "log_metrics" {
+  description = "Logs-based metric types (for dashboards and alerting): see docs/OPERATIONS.md."
+  value       = local.metric_types
+}
+
+output "alert_policies" {
+  description = "Alert policy ids: dead letter, failure rate, no successful deletion."
+  value = {
+    dead_letter  = google_monitoring_alert_policy.dead_letter.name
+    failure_rate = google_monitoring_alert_policy.failure_rate.name
+    no_success   = google_monitoring_alert_policy.no_success.name
+  }
+}

@@ -298,3 +298,37 @@ variable "sweep_schedule" {
   type        = string
   default     = "*/5 * * * *"
 }
+
+variable "alert_notification_channels" {
+  description = "Notification channel ids (projects/P/notificationChannels/N) the alert policies notify. None by default: the alerts show in Cloud Monitoring only."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_failure_rate_threshold" {
+  description = "Share (0 to 1) of final outcomes that are failed or timed_out, over 15 minutes, above which the failure-rate alert fires."
+  type        = number
+  default     = 0.2
+
+  validation {
+    condition     = var.alert_failure_rate_threshold > 0 && var.alert_failure_rate_threshold < 1
+    error_message = "alert_failure_rate_threshold must be between 0 and 1 (exclusive)."
+  }
+}
+
+variable "alert_no_success_minutes" {
+  description = "How long requests may be accepted without any ending deleted before the no-success alert fires."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.alert_no_success_minutes >= 15 && floor(var.alert_no_success_minutes) == var.alert_no_success_minutes
+    error_message = "alert_no_success_minutes must be a whole number of minutes, at least 15."
+  }
+}
+
+variable "create_dashboard" {
+  description = "Whether to create the Cloud Monitoring dashboard of the service's metrics."
+  type        = bool
+  default     = false
+}

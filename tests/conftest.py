@@ -45,7 +45,7 @@ class RecordingQueue:
         return True
 
     def payloads(self) -> list[dict[str, Any]]:
-        return [json.loads(task.body)["payload"] for task, _, _ in self.enqueued]
+        return [json.loads(json.loads(task.body)["payload"]) for task, _, _ in self.enqueued]
 
 
 @dataclass
@@ -148,6 +148,23 @@ def firestore_emulator_host() -> Iterator[str]:
             yield host
     except EmulatorMissing as exc:
         unavailable(str(exc))
+
+
+#: The project the Pub/Sub emulator serves (any name works on the emulator).
+PUBSUB_PROJECT = "track-deleter-e2e"
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator_host() -> Iterator[str]:
+    """`host:port` of one Pub/Sub emulator (project `PUBSUB_PROJECT`) per test session
+    (per xdist worker)."""
+    from tests.emulators import PUBSUB_INSTALL_HINT, EmulatorMissing, pubsub_emulator, unavailable
+
+    try:
+        with pubsub_emulator(PUBSUB_PROJECT) as host:
+            yield host
+    except EmulatorMissing as exc:
+        unavailable(str(exc), PUBSUB_INSTALL_HINT)
 
 
 def accept(harness: Harness, step: Step, status: RecordStatus = "pending") -> None:

@@ -1,10 +1,11 @@
-"""Google's official emulators for the tests: the Firestore emulator, on loopback.
+"""Google's official emulators for the tests: Firestore and Pub/Sub, on loopback.
 
-`firestore_emulator()` starts `gcloud emulators firestore start` on a free
-127.0.0.1 port in its own process group, waits until it answers, yields
-`"127.0.0.1:PORT"` and kills the whole group (gcloud starts a Java child).
-Where it cannot run, `EmulatorMissing` says why; `unavailable()` turns that into
-a skip, or a failure when `CI=true`.
+`firestore_emulator()` starts `gcloud emulators firestore start` (and
+`pubsub_emulator()` `gcloud beta emulators pubsub start`, with a temporary
+`--data-dir`) on a free 127.0.0.1 port in its own process group, waits until it
+answers, yields `"127.0.0.1:PORT"` and kills the whole group (gcloud starts a
+Java child). Where it cannot run, `EmulatorMissing` says why; `unavailable()`
+turns that into a skip, or a failure when `CI=true`.
 """
 
 from __future__ import annotations
@@ -30,15 +31,19 @@ INSTALL_HINT = (
     "the Firestore emulator is unavailable: install the Google Cloud CLI with the "
     "cloud-firestore-emulator component and Java 17+"
 )
+PUBSUB_INSTALL_HINT = (
+    "the Pub/Sub emulator is unavailable: install the Google Cloud CLI with the "
+    "pubsub-emulator and beta components and Java 17+"
+)
 
 
 class EmulatorMissing(Exception):
     """The emulator could not be started here."""
 
 
-def unavailable(reason: str) -> NoReturn:
+def unavailable(reason: str, hint: str = INSTALL_HINT) -> NoReturn:
     """Skip the test (fail it when `CI=true`) with the install hint and `reason`."""
-    message = f"{INSTALL_HINT} ({reason})"
+    message = f"{hint} ({reason})"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
@@ -46,15 +51,41 @@ def unavailable(reason: str) -> NoReturn:
 
 @contextmanager
 def firestore_emulator(startup_timeout: float = 30.0) -> Iterator[str]:
+    with _emulator(
+        "firestore-emulator-", ["emulators", "firestore", "start"], startup_timeout
+    ) as host:
+        yield host
+
+
+@contextmanager
+def pubsub_emulator(project: str, startup_timeout: float = 30.0) -> Iterator[str]:
+    """The Pub/Sub emulator for `project`, its data in a temporary directory."""
+    with _emulator(
+        "pubsub-emulator-",
+        ["beta", "emulators", "pubsub", "start", f"--project={project}"],
+        startup_timeout,
+        data_dir=True,
+    ) as host:
+        yield host
+
+
+@contextmanager
+def _emulator(
+    prefix: str, command: list[str], startup_timeout: float, *, data_dir: bool = False
+) -> Iterator[str]:
     gcloud, java = shutil.which("gcloud"), shutil.which("java")
     if gcloud is None or java is None:
         raise EmulatorMissing("gcloud or java is not on PATH")
     host = f"127.0.0.1:{free_port()}"
-    with tempfile.TemporaryDirectory(prefix="firestore-emulator-") as workdir:
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
         log_path = Path(workdir) / "emulator.log"
+        arguments = [gcloud, *command, f"--host-port={host}"]
+        if data_dir:
+            (Path(workdir) / "data").mkdir()
+            arguments.append(f"--data-dir={Path(workdir) / 'data'}")
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [gcloud, "emulators", "firestore", "start", f"--host-port={host}"],
+                arguments,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

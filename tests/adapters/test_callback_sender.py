@@ -285,6 +285,7 @@ def test_sender_sends_the_given_headers_plus_host_user_agent_and_content_type() 
         resolve=FakeResolver([["93.184.215.14"]]),
         transport=transport,
         timeout=7.5,
+        clock=lambda: 100.0,
     )
 
     sender.deliver("https://hooks.example.com/hook", BODY, SIGNED_HEADERS)

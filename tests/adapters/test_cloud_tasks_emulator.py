@@ -1,9 +1,11 @@
 """`CloudTasksQueue` with the real `google-cloud-tasks` client, over gRPC, against the
 Cloud Tasks emulator (`devstack.tasks_emulator`), delivering to a loopback receiver.
 
-The emulator proves the wire format and the real client's code path. It does not
-de-duplicate names, send OIDC tokens or back off: `test_cloud_tasks.py` covers
-those with a fake client.
+The emulator proves the wire format and the real client's code path, and (made
+faithful by the wrapper) refuses a task name in use or used within the hour. It
+sends no OIDC token: `test_cloud_tasks.py` covers that with a fake client. Its
+retry policy, concurrency and dispatch deadline are tested in
+`tests/devstack/test_tasks_emulator.py`.
 """
 
 from __future__ import annotations
@@ -208,8 +210,9 @@ def test_task_is_posted_to_the_target_with_its_body_and_cloud_tasks_headers(
     assert delivery.headers["x-cloudtasks-taskname"] == "wire-poll-1"
     assert delivery.headers["x-cloudtasks-taskretrycount"] == "0"
     assert delivery.headers["x-cloudtasks-taskexecutioncount"] == "0"
-    # The emulator sends the full queue path; Cloud Tasks sends the short name ("steps").
-    assert delivery.headers["x-cloudtasks-queuename"] == queue_path("steps")
+    assert delivery.headers["x-cloudtasks-queuename"] == "steps"
+    assert delivery.headers["user-agent"] == "Google-Cloud-Tasks"
+    assert "x-cloudtasks-taskpreviousresponse" not in delivery.headers
     assert "authorization" not in delivery.headers
 
 
@@ -220,7 +223,7 @@ def test_callback_tasks_are_delivered_from_the_callbacks_queue(
 
     [delivery] = receiver.wait_for("wire-callback-1")
 
-    assert delivery.headers["x-cloudtasks-queuename"] == queue_path("callbacks")
+    assert delivery.headers["x-cloudtasks-queuename"] == "callbacks"
     assert delivery.body == b"{}"
 
 
@@ -286,7 +289,7 @@ def test_tasks_without_a_service_account_carry_no_oidc_token(
     assert "oauth_token" not in task.http_request
 
 
-def test_the_emulator_does_not_deduplicate_names(
+def test_a_second_task_of_the_same_name_is_not_created(
     make_queue: Callable[..., CloudTasksQueue], held: None
 ) -> None:
     queue = make_queue(steps_queue="held-steps", callbacks_queue="held-callbacks")
@@ -296,8 +299,22 @@ def test_the_emulator_does_not_deduplicate_names(
     second = queue.enqueue(task, delay=0, name="held-twice-1")
 
     names = [t.name for t in queue.client.list_tasks(parent=queue_path("held-steps"))]
-    assert (first, second) == (True, True)
-    assert names.count(queue_path("held-steps") + "/tasks/held-twice-1") == 2
+    assert (first, second) == (True, False)
+    assert names.count(queue_path("held-steps") + "/tasks/held-twice-1") == 1
+
+
+def test_a_name_stays_refused_after_its_task_was_delivered(
+    make_queue: Callable[..., CloudTasksQueue], receiver: Receiver
+) -> None:
+    queue = make_queue()
+    task = Task(QueueRole.STEPS, b"{}")
+
+    first = queue.enqueue(task, delay=0, name="wire-once-1")
+    receiver.wait_for("wire-once-1")
+    again = queue.enqueue(task, delay=0, name="wire-once-1")
+
+    assert (first, again) == (True, False)
+    assert len(receiver.wait_for("wire-once-1", count=2, timeout=0.5)) == 1
 
 
 def test_a_non_2xx_answer_is_redelivered_with_retry_count_1(
@@ -310,6 +327,9 @@ def test_a_non_2xx_answer_is_redelivered_with_retry_count_1(
 
     assert first.headers["x-cloudtasks-taskretrycount"] == "0"
     assert second.headers["x-cloudtasks-taskretrycount"] == "1"
+    assert second.headers["x-cloudtasks-taskexecutioncount"] == "1"
+    assert second.headers["x-cloudtasks-taskpreviousresponse"] == "500"
+    assert second.headers["x-cloudtasks-taskretryreason"] == "HTTP_ERROR"
     assert second.body == first.body
 
 
@@ -337,3 +357,34 @@ def test_an_emulator_that_does_not_listen_raises_queue_unavailable_after_retries
 
     assert sleeps == [0.1, 0.4]
     assert time.monotonic() - started < 5
+
+
+def test_the_first_enqueue_after_the_queue_came_back_succeeds(receiver: Receiver) -> None:
+    outage = TasksEmulator([queue_path("steps")])
+    outage.start()
+    queue = CloudTasksQueue(
+        project=PROJECT,
+        location=LOCATION,
+        steps_queue="steps",
+        callbacks_queue="steps",
+        target_url=receiver.url,
+        service_account=None,
+        emulator_host=outage.host,
+    )
+    try:
+        assert queue.enqueue(Task(QueueRole.STEPS, b"{}"), delay=0, name="back-1") is True
+        outage.stop()
+        for n in range(2):  # the channel sees the outage and starts backing off
+            with pytest.raises(QueueUnavailable):
+                queue.enqueue(Task(QueueRole.STEPS, b"{}"), delay=0, name=f"back-down-{n}")
+        outage.start()  # the same port
+
+        started = time.monotonic()
+        created = queue.enqueue(Task(QueueRole.STEPS, b"{}"), delay=0, name="back-2")
+
+        assert created is True
+        assert time.monotonic() - started < 1.0
+        assert receiver.wait_for("back-2")
+    finally:
+        queue.close()
+        outage.stop()

@@ -2,9 +2,12 @@
 `functions-framework` processes with `TASKS_BACKEND=cloudtasks`, the DatoCMS simulator and
 a callback receiver that verifies with `standardwebhooks`.
 
-The emulator dispatches every task (steps and callbacks) to `POLL_URL`, retries a non-2xx
-about every 0.1 s, and does not de-duplicate task names: what keeps each request to one
-DELETE and one accepted callback here is the service itself.
+The emulator dispatches every task (steps and callbacks) to `POLL_URL` with the queues'
+deployed policies (`devstack.tasks_emulator.service_queues`: the settings the functions
+get, plus what Terraform adds) and refuses a reused task name. Cloud Tasks delivers at
+least once: a duplicate delivery is made here as a task of the same signed body under
+another name, and what keeps each request to one DELETE and one accepted callback is the
+service itself.
 
 Reading tasks back from the emulator (names, schedule times, headers, OIDC) is covered by
 `tests/adapters/test_cloud_tasks_emulator.py`; here the emulator is only paused, resumed
@@ -21,12 +24,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from google.api_core.exceptions import AlreadyExists
 from standardwebhooks.webhooks import Webhook
 
 from adapters.cloud_tasks import CloudTasksQueue
+from core.settings import Settings
 from devstack.receiver import CallbackReceiver, Delivery
 from devstack.stack import FunctionProcess, LocalStack
-from devstack.tasks_emulator import TasksEmulator
+from devstack.tasks_emulator import QueueConfig, TasksEmulator, service_queues
 from tests.e2e.waiting import stays_unchanged, wait_until
 
 PROJECT = "P"
@@ -42,9 +47,12 @@ def queue_path(queue: str) -> str:
 
 def cloud_tasks_env(emulator: TasksEmulator, **extra: str) -> dict[str, str]:
     """What the functions get on top of `LocalStack.environment` (which sets `POLL_URL`)."""
+    return {"CLOUD_TASKS_EMULATOR_HOST": emulator.host, **cloud_tasks_env_values(**extra)}
+
+
+def cloud_tasks_env_values(**extra: str) -> dict[str, str]:
     return {
         "TASKS_BACKEND": "cloudtasks",
-        "CLOUD_TASKS_EMULATOR_HOST": emulator.host,
         "TASKS_PROJECT": PROJECT,
         "TASKS_LOCATION": LOCATION,
         "TASKS_QUEUE": STEPS,
@@ -135,12 +143,31 @@ def listed_task(admin: CloudTasksQueue, queue: str, short_name: str) -> Any | No
     return None
 
 
+def duplicate(admin: CloudTasksQueue, queue: str, short_name: str) -> None:
+    """Create a copy of task `short_name` (same body and headers) named `<short_name>-again`."""
+    task = listed_task(admin, queue, short_name)
+    assert task is not None
+    copy = type(task)(
+        name=task.name + "-again", http_request=task.http_request, schedule_time=task.schedule_time
+    )
+    with pytest.raises(AlreadyExists):
+        admin.client.create_task(parent=queue_path(queue), task=task)
+    admin.client.create_task(parent=queue_path(queue), task=copy)
+
+
 # --------------------------------------------------------------------------- fixtures
+
+
+def deployed_queues(**extra: str) -> dict[str, QueueConfig]:
+    """The two queues as Terraform would create them for functions given this environment."""
+    # LocalStack.environment's callback backoff (0.2 s to 1 s), and what the tests add.
+    env = {"CALLBACK_RETRY_MIN_SECONDS": "0.2", "CALLBACK_RETRY_MAX_SECONDS": "1"}
+    return service_queues(Settings.from_env({**env, **cloud_tasks_env_values(**extra)}))
 
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[TasksEmulator]:
-    with TasksEmulator([queue_path(STEPS), queue_path(CALLBACKS)]) as running:
+    with TasksEmulator(deployed_queues()) as running:
         yield running
 
 
@@ -314,16 +341,14 @@ def test_step_and_callback_tasks_delivered_twice_still_give_one_delete_and_one_c
     with paused(admin, CALLBACKS):
         with paused(admin, STEPS):
             request_id = submit_pending(stack, deletion(stack, upload_id, track_id))
-            # The emulator takes a second task of the same name: both get dispatched.
+            # Delivered twice: the same signed body, again, under a name of its own
+            # (the emulator, like Cloud Tasks, refuses the name itself).
             [first_name] = task_names(admin, STEPS, request_id)
-            first_step = listed_task(admin, STEPS, first_name)
-            assert first_step is not None
-            admin.client.create_task(parent=queue_path(STEPS), task=first_step)
+            duplicate(admin, STEPS, first_name)
         [callback_name] = wait_until(
             "the callback task", lambda: task_names(admin, CALLBACKS, request_id)
         )
-        callback_task = listed_task(admin, CALLBACKS, callback_name)
-        admin.client.create_task(parent=queue_path(CALLBACKS), task=callback_task)
+        duplicate(admin, CALLBACKS, callback_name)
 
     def ignored() -> list[str]:
         return [
@@ -335,6 +360,7 @@ def test_step_and_callback_tasks_delivered_twice_still_give_one_delete_and_one_c
     wait_until("both duplicates to be ignored", lambda: len(ignored()) >= 2)
     attempts = stays_unchanged(lambda: len(deliveries_for(stack.receiver, request_id)), 0.5)
 
+    # Logged under the name signed into the body, whatever the delivery was called.
     assert sorted(ignored()) == sorted([first_name, callback_name])
     assert callback_name.endswith("-cb")
     assert attempts == 1

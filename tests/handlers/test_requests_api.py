@@ -286,7 +286,7 @@ def test_the_dead_letter_listing_refuses_bad_queries(
 def test_a_step_of_a_superseded_acceptance_is_ignored(harness: Harness) -> None:
     reply = submit(harness)
     [(task, _, _)] = harness.queue.enqueued
-    payload = json.loads(task.body)["payload"]
+    payload = json.loads(json.loads(task.body)["payload"])
     stale = Step.from_json({**payload, "accepted_at": payload["accepted_at"] - 10})
     from core.signing import seal_task
 

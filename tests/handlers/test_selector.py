@@ -50,6 +50,11 @@ def run_tasks(harness: Harness, *, seen: list[tuple[bytes, float, str]] | None =
         deliver(harness, task.body)
 
 
+def payload_of(body: bytes) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(json.loads(body)["payload"])
+    return payload
+
+
 def deliver(harness: Harness, body: bytes) -> Reply:
     return steps.handle_http(
         harness.service, method="POST", headers=Headers(), stream=io.BytesIO(body)
@@ -89,7 +94,7 @@ def test_a_selector_is_queued_at_intake_without_calling_datocms(
     assert accepted.headers["Location"] == f"/requests/{accepted.body['request_id']}"
     assert simulator.count() == 0
     ((task, delay, name),) = harness.queue.enqueued
-    assert json.loads(task.body)["payload"]["kind"] == "list" and delay == 0
+    assert payload_of(task.body)["kind"] == "list" and delay == 0
     assert name.endswith("-1")
     view = status(harness, accepted.body["request_id"])
     assert view["status"] == "queued" and view["selector"] == {
@@ -277,7 +282,7 @@ def test_an_unavailable_listing_is_tried_again(
     submit(harness)
     seen: list[tuple[bytes, float, str]] = []
     run_tasks(harness, seen=seen)
-    kinds = [json.loads(body)["payload"]["kind"] for body, _, _ in seen]
+    kinds = [payload_of(body)["kind"] for body, _, _ in seen]
     assert kinds[:2] == ["list", "list"]
     (body,) = callbacks(harness)
     assert body["type"] == "upload_tracks.deleted" and body["data"]["matched"] == 2
@@ -319,7 +324,7 @@ def test_the_fan_out_is_spread_and_each_track_has_its_own_task_names(harness: Ha
     submit(harness, {"all": True})
     deliver(harness, harness.queue.enqueued.pop(0)[0].body)
     firsts = list(harness.queue.enqueued)
-    payloads = [json.loads(task.body)["payload"] for task, _, _ in firsts]
+    payloads = [payload_of(task.body) for task, _, _ in firsts]
     assert [p["track_index"] for p in payloads] == [0, 1, 2, 3]
     assert [p["request"]["upload_track_id"] for p in payloads] == [
         "itSubs1", "itSubs2", "itAudio", "enSubs",
@@ -420,3 +425,30 @@ def test_the_event_intake_takes_the_same_selector(
     (body,) = callbacks(harness)
     assert body["type"] == "upload_tracks.deleted" and body["data"]["matched"] == 2
     assert intake.handle_event(harness.service, "evt-1", data).status == 200  # type: ignore[union-attr]
+
+
+def test_a_resume_of_a_selector_whose_intake_died_lists_and_deletes(
+    harness: Harness, simulator: DatoCMSSimulator
+) -> None:
+    from dataclasses import replace
+
+    from core.model import Step
+    from handlers import chain, records
+
+    service = harness.service
+    request = intake.validate(
+        {"upload_id": UPLOAD, "tracks": ITALIAN, "callback_url": HOOK}, allow_private=True
+    )
+    request_id = request.request_id(None)
+    now = harness.clock[0]
+    fresh = records.new_record(service, request, request_id, None, now)
+    records.claim(service, fresh, now)  # the intake died here: nothing enqueued
+    harness.clock[0] += 60  # its lease ran out
+    resume = Step(
+        "resume", request_id, records.request_of(service, fresh), None, now, 1, now + 10_000
+    )
+    chain.enqueue(service, replace(resume), 0.0)
+    run_tasks(harness)
+    (body,) = callbacks(harness)
+    assert body["type"] == "upload_tracks.deleted" and body["data"]["matched"] == 2
+    assert simulator.count("DELETE") == 2

@@ -12,6 +12,9 @@ acknowledged (2xx) and ignored.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import io
 import json
 import re
@@ -26,7 +29,8 @@ from adapters.callback_sender import DeliveryResult
 from core.errors import TaskRejected
 from core.headers import Headers
 from core.model import DeletionRequest, Outcome, Step
-from core.signing import MAX_TASK_BODY, open_task, seal_task
+from core.signing import MAX_TASK_BODY, _legacy_seal, open_task, seal_task
+from core.validation import compact_json
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import new_webhook_secret
 from handlers import chain, records, steps
@@ -154,10 +158,23 @@ def _flip_one_byte(body: bytes) -> bytes:
 
 
 def _extend_not_after(body: bytes) -> bytes:
-    match = re.search(rb'"not_after":(\d)', body)
+    match = re.search(rb'not_after\\?":(\d)', body)
     assert match is not None
     at = match.start(1)
     return body[:at] + (b"9" if body[at : at + 1] != b"9" else b"8") + body[at + 1 :]
+
+
+def _resealed_with_a_duplicate(harness: Harness, body: bytes) -> bytes:
+    """Correctly signed (with the real key), but the payload repeats `kind`, last one forged."""
+    text = _envelope(body)["payload"]
+    forged = text[:-1] + ',"kind":"finish"}'
+    signature = (
+        "v1="
+        + base64.b64encode(
+            hmac.new(key_of(harness), forged.encode(), hashlib.sha256).digest()
+        ).decode()
+    )
+    return json.dumps({"payload": forged, "signature": signature}).encode()
 
 
 def _swap_case(signature: str) -> str:
@@ -171,7 +188,20 @@ FORGERIES: dict[str, Forgery] = {
     "signed-with-an-empty-key": lambda h, s, b: seal(h, s, b""),
     "one-payload-byte-changed": lambda h, s, b: _flip_one_byte(b),
     "not-after-extended": lambda h, s, b: _extend_not_after(b),
-    "kind-changed": lambda h, s, b: b.replace(b'"kind":"delete"', b'"kind":"finish"', 1),
+    "kind-changed": lambda h, s, b: b.replace(b'kind\\":\\"delete', b'kind\\":\\"finish', 1),
+    "utf-16": lambda h, s, b: b.decode().encode("utf-16"),
+    "byte-order-mark": lambda h, s, b: b"\xef\xbb\xbf" + b,
+    "payload-pretty-printed": lambda h, s, b: _with(
+        b, payload=json.dumps(json.loads(_envelope(b)["payload"]), indent=2)
+    ),
+    "payload-as-an-object": lambda h, s, b: _with(b, payload=json.loads(_envelope(b)["payload"])),
+    "forged-payload-key-before-the-signed-one": lambda h, s, b: (
+        b'{"payload":'
+        + json.dumps(compact_json(s.next("poll", job_id="j").to_json())).encode()
+        + b","
+        + b[1:]
+    ),
+    "duplicate-key-inside-the-signed-payload": lambda h, s, b: _resealed_with_a_duplicate(h, b),
     "truncated-by-one-byte": lambda h, s, b: b[:-1],
     "truncated-to-half": lambda h, s, b: b[: len(b) // 2],
     "signature-stripped": lambda h, s, b: _without_signature(b),
@@ -437,3 +467,16 @@ def test_a_token_still_refused_after_the_deadline_ends_in_a_timed_out_callback(
     [payload] = harness.queue.payloads()
     assert payload["kind"] == "callback"
     assert payload["callback"]["type"] == "upload_track.deletion_timed_out"
+
+
+def test_a_task_sealed_before_the_raw_payload_format_still_opens_only_byte_for_byte(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness()
+    payload = make_step(harness).to_json()
+    legacy = _legacy_seal(payload, key_of(harness))
+    assert open_task(legacy, [key_of(harness)]) == payload
+    pretty = json.dumps(json.loads(legacy), indent=2).encode()
+    for variant in (pretty, legacy.decode().encode("utf-16"), b"\xef\xbb\xbf" + legacy):
+        with pytest.raises(TaskRejected):
+            open_task(variant, [key_of(harness)])

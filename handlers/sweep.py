@@ -1,0 +1,79 @@
+"""The sweep: end what the queue may have given up on, from stored state alone.
+
+Cloud Scheduler calls `POST /sweep` on `poll_job` every few minutes (the local stack
+runs a timer). Each record past its due time is ended: a callback sequence that
+outlived its budget becomes a dead letter (log and record), and an acceptance whose
+intake died holding the lease is resumed by its task 1. Nothing here calls DatoCMS
+or a receiver; a sweep run twice does nothing more.
+"""
+
+from __future__ import annotations
+
+from adapters.log import Log
+from adapters.service import Service
+from core.model import Step
+from core.record import LEASE_SECONDS, Record, sweep_action
+from handlers import chain, records
+from handlers.responses import Reply
+
+BATCH = 100
+
+
+def sweep(service: Service, log: Log) -> Reply:
+    """One pass over the records that are due."""
+    now = service.wall()
+    budget = records.callback_budget(service)
+    ended = resumed = 0
+    for document in service.records.due(now=now, limit=BATCH):
+        record = Record.from_json(document.data)
+        action = sweep_action(record, now, budget)
+        if action == "dead_letter" and _dead_letter(service, record, now, budget, log):
+            ended += 1
+        elif action == "resume" and _resume(service, record, now, log):
+            resumed += 1
+    if ended or resumed:
+        log.info("sweep done", dead_lettered=ended, resumed=resumed)
+    return Reply(200, {"status": "swept", "dead_lettered": ended, "resumed": resumed})
+
+
+def _dead_letter(service: Service, record: Record, now: float, budget: float, log: Log) -> bool:
+    def ended(current: Record) -> Record:
+        if sweep_action(current, now, budget) != "dead_letter":
+            return current
+        return current.with_callback(now, state="dead_letter", failed_at=now)
+
+    updated = records.mutate(service, record.request_id, ended, now)
+    if updated is None or updated.callback.state != "dead_letter" or updated.updated_at != now:
+        return False
+    log.bind(request_id=record.request_id, upload_id=record.upload_id).error(
+        "callback dead-lettered",
+        attempt=updated.callback.attempts,
+        http_status=updated.callback.last_status,
+        reason="the callback's budget ran out (the queue gave up on it)",
+        target=f"https://{updated.callback.host}" if updated.callback.host else None,
+        callback=updated.callback_body(),
+    )
+    return True
+
+
+def _resume(service: Service, record: Record, now: float, log: Log) -> bool:
+    def leased(current: Record) -> Record:
+        if sweep_action(current, now, records.callback_budget(service)) != "resume":
+            return current
+        return current.touched(now, lease_until=now + LEASE_SECONDS)
+
+    updated = records.mutate(service, record.request_id, leased, now)
+    if updated is None or updated.lease_until != now + LEASE_SECONDS:
+        return False
+    first = Step(
+        kind="resume",
+        request_id=updated.request_id,
+        request=records.request_of(service, updated),
+        environment=updated.environment,
+        accepted_at=updated.accepted_at,
+        number=1,
+        not_after=chain.step_not_after(updated.accepted_at, service),
+    )
+    chain.enqueue(service, first, LEASE_SECONDS)  # after the new lease: then it may act
+    log.bind(request_id=record.request_id).warning("an intake died mid-acceptance; resumed")
+    return True
