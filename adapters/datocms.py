@@ -21,7 +21,7 @@ from adapters.log import Log
 from adapters.pacing import RatePacer
 from adapters.shared_hold import SharedHold
 from core import datocms
-from core.errors import DatoCMSHeldBack, DatoCMSUnavailable
+from core.errors import DatoCMSBadResponse, DatoCMSHeldBack, DatoCMSUnavailable
 from core.headers import Headers
 from core.settings import Secret
 
@@ -29,10 +29,13 @@ USER_AGENT = "datocms-track-deleter/1.0 (+https://github.com/; python-requests)"
 MAX_ANSWER_BYTES = 1024 * 1024
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 20.0
+#: Should DatoCMS ever page the track list: pages asked for, and their size.
+MAX_LIST_PAGES = 20
+LIST_PAGE = 100
 
 
 class DatoCMSClient:
-    """DELETE a track, GET a job result; answers interpreted by `core.datocms`."""
+    """DELETE a track, GET a job result, list an upload's tracks; answers read by `core.datocms`."""
 
     def __init__(
         self,
@@ -79,6 +82,23 @@ class DatoCMSClient:
         path = f"/job-results/{quote(job_id, safe='')}"
         status, headers, body = self._call("GET", path, environment, log or self._log)
         return datocms.interpret_job_result(status, headers, body)
+
+    def list_tracks(
+        self, upload_id: str, environment: str | None, *, log: Log | None = None
+    ) -> tuple[datocms.ListedTrack, ...]:
+        """`GET` the upload's tracks, every page of them should the list ever be paged."""
+        path = f"/uploads/{quote(upload_id, safe='')}/tracks"
+        found: list[datocms.ListedTrack] = []
+        for _ in range(MAX_LIST_PAGES):
+            query = f"?page%5Boffset%5D={len(found)}&page%5Blimit%5D={LIST_PAGE}" if found else ""
+            status, headers, body = self._call("GET", path + query, environment, log or self._log)
+            page = datocms.interpret_list(status, headers, body)
+            found.extend(page.tracks)
+            if page.total is None or not page.tracks or len(found) >= page.total:
+                return tuple(found)
+        raise DatoCMSBadResponse(
+            "DatoCMS's track listing did not end", http_status=200, code=datocms.INVALID_ANSWER
+        )
 
     def _hold(self) -> None:
         with self._lock:

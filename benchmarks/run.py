@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import coldstart, polling, ratelimit, report, state, throughput
+from benchmarks import coldstart, polling, ratelimit, report, selector, state, throughput
 from devstack.stack import ROOT
 
 OUTPUT = ROOT / "docs" / "PERFORMANCE.md"
@@ -39,15 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     def step(name: str) -> None:
         print(f"[{time.monotonic() - started:6.1f} s] {name}", file=sys.stderr, flush=True)
 
-    step("1/5 polling efficiency")
+    step("1/6 polling efficiency")
     mixes = polling.run(jobs=200 if quick else 2_000)
-    step("2/5 rate-limit ceiling")
+    step("2/6 rate-limit ceiling")
     limited = ratelimit.run(deletions=30 if quick else 300, timeout=60 if quick else 240)
-    step("3/5 cold start")
+    step("3/6 cold start")
     cold = coldstart.run(runs=2 if quick else 10)
-    step("4/5 intake overhead")
+    step("4/6 intake overhead")
     through = throughput.run(rounds=1 if quick else 6, duration=1.0 if quick else 2.5)
-    step("5/5 state store (Firestore emulator)")
+    step("5/6 state store (Firestore emulator)")
     stored = state.run(requests_=20 if quick else 200, rounds=1 if quick else 4)
     results = report.Results(
         polling=mixes,
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         learner_wired=learner_wired(),
         started=stamp,
     )
-    text = report.render(results)
+    step("6/6 selector fan-out")
+    text = report.render(results) + "\n" + selector.run(tracks=10 if quick else 50).render()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
     step(f"wrote {args.output}")

@@ -225,3 +225,73 @@ def outcome_of_refusal(error: DatoCMSRefused, job_id: str | None = None) -> Outc
         return Outcome("not_found", job_id=job_id)
     code = error.code or f"HTTP_{error.http_status}"
     return Outcome("failed", job_id=job_id, error=failure(code, error.message, error.http_status))
+
+
+# ---------------------------------------------------------------------------
+# Listing an upload's tracks (`GET /uploads/{id}/tracks`)
+
+TRACK_ID = JOB_ID
+INVALID_ANSWER = "invalid_answer"
+
+
+@dataclass(frozen=True)
+class ListedTrack:
+    """One track of an upload, as listed: its id and its known attributes."""
+
+    id: str
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of an upload's tracks; `total` when DatoCMS says how many there are in all."""
+
+    tracks: tuple[ListedTrack, ...]
+    total: int | None = None
+
+
+def _listed(item: Any) -> ListedTrack | None:
+    """An `upload_track` resource with a usable id and documented attributes, else None."""
+    if not isinstance(item, dict) or item.get("type") != "upload_track":
+        return None
+    track_id, attributes = item.get("id"), item.get("attributes")
+    if not isinstance(track_id, str) or not TRACK_ID.match(track_id):
+        return None
+    if not isinstance(attributes, dict) or attributes.get("type") not in ("subtitles", "audio"):
+        return None
+    closed = attributes.get("closed_captions")
+    if closed is not None and not isinstance(closed, bool):
+        return None
+    for text in ("name", "language_code", "status"):
+        value = attributes.get(text)
+        if value is not None and not isinstance(value, str):
+            return None
+    return ListedTrack(track_id, {key: attributes.get(key) for key in TRACK_ATTRIBUTES})
+
+
+def interpret_list(status: int, headers: Headers, body: bytes) -> Listing:
+    """The meaning of the answer to `GET /uploads/{id}/tracks`: the listed tracks.
+
+    The documented answer is `200` `{"data": [upload_track, ...]}`; unknown attributes
+    are dropped; anything else that is 2xx is `DatoCMSBadResponse` (`invalid_answer`).
+    A JSON:API `meta.total_count` is kept, should DatoCMS ever page this list.
+    """
+    if not 200 <= status < 300:
+        raise error_from(status, headers, body)
+    document = _json(body)
+    data = document.get("data") if isinstance(document, dict) else None
+    bad = DatoCMSBadResponse(
+        "DatoCMS answered the track listing with an undocumented body",
+        http_status=status,
+        code=INVALID_ANSWER,
+    )
+    if not isinstance(data, list):
+        raise bad
+    tracks = tuple(_listed(item) for item in data)
+    if any(track is None for track in tracks):
+        raise bad
+    meta = document.get("meta") if isinstance(document, dict) else None
+    total = meta.get("total_count") if isinstance(meta, dict) else None
+    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+        total = None
+    return Listing(tuple(track for track in tracks if track is not None), total)

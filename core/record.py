@@ -1,6 +1,8 @@
 """A request's record: what every instance knows of one request, as pure values.
 
     accepting ──DELETE answered──► queued | pending ──► deleted | not_found | failed | timed_out
+    (a selector: accepting ──► queued ──listed──► pending ──► deleted | none_matched
+                                                             | partially_failed | failed)
 
 `accepted_at` names the chain of tasks allowed to act on the request (tasks carry it,
 signed); `lease_until` marks an intake deciding the DELETE right now (`409 in_progress`).
@@ -13,14 +15,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, cast
 
-from core.model import EVENT_TYPES, OutcomeStatus, rfc3339
+from core.model import EVENT_TYPES, SELECTOR_EVENT_TYPES, TRACK_ENTRY, OutcomeStatus, rfc3339
 from core.state import Document
 
 RecordStatus = Literal[
-    "accepting", "queued", "pending", "deleted", "not_found", "failed", "timed_out"
+    "accepting",
+    "queued",
+    "pending",
+    "deleted",
+    "not_found",
+    "failed",
+    "timed_out",
+    "none_matched",
+    "partially_failed",
 ]
 CallbackState = Literal["none", "pending", "delivered", "dead_letter"]
-FINAL: frozenset[str] = frozenset({"deleted", "not_found", "failed", "timed_out"})
+FINAL: frozenset[str] = frozenset(
+    {"deleted", "not_found", "failed", "timed_out", "none_matched", "partially_failed"}
+)
 
 #: How long an intake may take to decide the DELETE before another may take over.
 LEASE_SECONDS = 30.0
@@ -94,8 +106,9 @@ class Record:
         if self.outcome is None or self.finished_at is None:
             raise ValueError("the request is not final")
         status = cast(OutcomeStatus, self.outcome["status"])
+        kind = SELECTOR_EVENT_TYPES[status] if self.selector is not None else EVENT_TYPES[status]
         return {
-            "type": EVENT_TYPES[status],
+            "type": kind,
             "timestamp": rfc3339(self.finished_at),
             "data": self.outcome,
         }
@@ -170,7 +183,7 @@ def to_document(
 def status_resource(record: Record) -> dict[str, Any]:
     """The public view (`schemas/request_status.json`)."""
     callback = record.callback
-    return {
+    view: dict[str, Any] = {
         "request_id": record.request_id,
         "status": "queued" if record.status == "accepting" else record.status,
         "done": record.done,
@@ -182,7 +195,7 @@ def status_resource(record: Record) -> dict[str, Any]:
         "environment": record.environment,
         "job_id": record.job_id,
         "polls": record.polls,
-        "tracks": record.tracks,
+        "tracks": _public_tracks(record.tracks),
         "outcome": record.outcome if record.done else None,
         "callback": {
             "host": callback.host,
@@ -192,6 +205,22 @@ def status_resource(record: Record) -> dict[str, Any]:
             "delivered_at": rfc3339(callback.delivered_at) if callback.delivered_at else None,
         },
     }
+    if record.selector is not None:
+        view["matched"] = _matched(record)
+    return view
+
+
+def _public_tracks(tracks: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """A selector request's per-track entries, without their chains' private keys."""
+    if tracks is None:
+        return None
+    return [{key: entry.get(key) for key in TRACK_ENTRY} for entry in tracks]
+
+
+def _matched(record: Record) -> int | None:
+    if record.outcome is not None and isinstance(record.outcome.get("matched"), int):
+        return int(record.outcome["matched"])
+    return len(record.tracks) if record.tracks is not None else None
 
 
 def retry_after(record: Record, now: float) -> int:

@@ -7,6 +7,9 @@ same here as in any other JSON Schema implementation:
   `re` would also let `$` match before a final newline (`"id\\n"`).
 - `x-maxBytes` bounds a value's size as compact UTF-8 JSON (the metadata rule).
 
+`x-message` beside a rule replaces its message (for rules whose own message would
+echo the value).
+
 Error details name the field and the rule, never echo the offending value.
 """
 
@@ -17,7 +20,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 from jsonschema import Draft202012Validator
@@ -104,9 +107,26 @@ def validator(name: str) -> Any:
     return _Validator(_schemas()[f"{name}.json"], registry=_registry())
 
 
+def _own_message(error: ValidationError) -> str | None:
+    """A message that names the rule without echoing the value, where jsonschema's would."""
+    keyword, value = error.validator, error.validator_value
+    if isinstance(error.schema, dict) and isinstance(error.schema.get("x-message"), str):
+        return str(error.schema["x-message"])
+    if keyword == "enum":
+        return "must be one of " + ", ".join(json.dumps(item) for item in cast(list[Any], value))
+    if keyword == "const":
+        return f"must be {json.dumps(value)}"
+    if keyword == "minLength":
+        return f"must be at least {value} characters"
+    return None
+
+
 def _describe(error: ValidationError) -> dict[str, str]:
     path = ".".join(str(part) for part in error.absolute_path)
     keyword = error.validator
+    message = _own_message(error)
+    if message is not None:
+        return {"field": path or "(body)", "message": message}
     if keyword == "required":
         missing = re.search(r"'([^']*)'", error.message)
         field = missing.group(1) if missing else path

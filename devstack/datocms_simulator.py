@@ -14,7 +14,8 @@ Faithful to the reference (DatoCMS docs, official clients, recorded answers):
   for an unknown id; once done ``200`` with ``job_result`` attributes ``status``,
   ``statusText`` and ``payload`` (``{"data": <deleted upload_track>}`` on success, a normal
   error body on failure).
-- ``GET /uploads/{upload_id}/tracks`` answers ``200`` ``{"data": [upload_track, ...]}``.
+- ``GET /uploads/{upload_id}/tracks`` answers ``200`` ``{"data": [upload_track, ...]}``
+  (``404 NOT_FOUND`` for an unknown upload).
 - The ``upload_track`` resource shape, the error body shape
   ``{"data": [{"id", "type": "api_error", "attributes": {"code", "details", ...}}]}`` with
   optional ``doc_url`` and ``transient``, and the error codes used
@@ -58,6 +59,11 @@ Invented (no source showed it; chosen to be plausible):
   ``drop_after`` (an extra) lets the request take effect, then closes the connection
   without answer.
 - ``doc_url`` is present on every error except ``NOT_FOUND`` (the recorded one had none).
+- The track list is not paged unless ``list_page_size`` is set (no source shows DatoCMS
+  paging it): then JSON:API ``page[offset]``/``page[limit]`` and ``meta.total_count``.
+- ``undocumented`` (an extra fault) answers ``200`` with a body that is not the documented
+  shape (``{"data": {"type": "upload_track"}}``), in front of the API.
+- The demo upload holds several tracks (`DEMO_EXTRA_TRACKS`) besides the demo track.
 
 Run it by hand: ``python -m devstack.datocms_simulator --port 8090 --token T``.
 """
@@ -87,6 +93,7 @@ from types import TracebackType
 from typing import Any, Literal, TypedDict, cast
 
 __all__ = [
+    "DEMO_EXTRA_TRACKS",
     "DEMO_TRACK_ID",
     "DEMO_UPLOAD_ID",
     "DatoCMSSimulator",
@@ -99,6 +106,13 @@ __all__ = [
 
 DEMO_UPLOAD_ID = "q0VNpiNQSkG6z0lif_O1zg"
 DEMO_TRACK_ID = "xBe7u01029ipxBLQhYzZCJ1cke01zCkuUsgnYtH0017nNzbpv2YcsoMDmw"
+#: More tracks of the demo upload: (id, type, name, language_code, closed_captions).
+DEMO_EXTRA_TRACKS = (
+    ("demoItCaptions01", "subtitles", "Italiano (CC)", "it-IT", True),
+    ("demoEnSubtitles1", "subtitles", "English", "en-US", False),
+    ("demoItDub0000001", "audio", "Italiano", "it-IT", None),
+    ("demoFrSubtitles1", "subtitles", "Français", "fr-FR", False),
+)
 
 HOST = "127.0.0.1"
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -120,11 +134,11 @@ CDN_502_PAGE = b"""<html>
 """
 
 MissingTrackMode = Literal["sync_404", "job_404"]
-SimpleFault = Literal["500", "503", "html_502", "drop", "drop_after"]
+SimpleFault = Literal["500", "503", "html_502", "drop", "drop_after", "undocumented"]
 Fault = SimpleFault | tuple[Literal["slow"], float] | tuple[Literal["429"], int]
 Outcome = tuple[int, str]
 Role = Literal["full", "read_only"]
-_SIMPLE_FAULTS = frozenset({"500", "503", "html_502", "drop", "drop_after"})
+_SIMPLE_FAULTS = frozenset({"500", "503", "html_502", "drop", "drop_after", "undocumented"})
 
 
 # --------------------------------------------------------------------------- public records
@@ -233,6 +247,7 @@ class _Call:
     now: float
     role: Role | None
     environment: str | None = None  # resolved environment id
+    query: dict[str, list[str]] = field(default_factory=dict)
 
 
 class _SlidingWindowLimiter:
@@ -312,6 +327,14 @@ def _job_result_body(job: _Job) -> dict[str, Any]:
     return {"data": {"id": job.job_id, "type": "job_result", "attributes": attributes}}
 
 
+def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:
+    values = query.get(name)
+    try:
+        return max(0, int(values[0])) if values else default
+    except ValueError:
+        return default
+
+
 def _accepts_json(accept: str | None) -> bool:
     if not accept:
         return False
@@ -363,6 +386,7 @@ class DatoCMSSimulator:
         read_only_tokens: Iterable[str] = (),
         port: int = 0,
         verbose: bool = False,
+        list_page_size: int | None = None,
     ) -> None:
         sandboxes = frozenset(sandbox_environments)
         self._check_environments(primary_environment, sandboxes)
@@ -375,6 +399,7 @@ class DatoCMSSimulator:
         self.default_job_seconds = default_job_seconds
         self.missing_track_mode: MissingTrackMode = missing_track_mode
         self.verbose = verbose
+        self.list_page_size = list_page_size
         self._clock = clock
         self._port = port
         self._lock = threading.RLock()
@@ -551,6 +576,7 @@ class DatoCMSSimulator:
             call = _Call(
                 method, path, segments, headers, now, self._token_role(headers.get("authorization"))
             )
+            call.query = urllib.parse.parse_qs(target.partition("?")[2])
             early = self._note_arrival(now)
             self._settle(now)
             fault = self._take_fault(method, path)
@@ -590,6 +616,8 @@ class DatoCMSSimulator:
             return _Reply(0, drop=True)
         if fault.kind == "429":
             return self._rate_limited(int(fault.value))
+        if fault.kind == "undocumented":
+            return _json_reply(200, {"data": {"type": "upload_track"}})
         return None
 
     @staticmethod
@@ -723,7 +751,13 @@ class DatoCMSSimulator:
         if upload_id not in self._uploads:
             return _json_reply(404, _not_found_body())
         env = call.environment or self.primary_environment
-        return _json_reply(200, {"data": self._track_resources(env, upload_id)})
+        resources = self._track_resources(env, upload_id)
+        if self.list_page_size is None:
+            return _json_reply(200, {"data": resources})
+        offset = _int_param(call.query, "page[offset]", 0)
+        limit = min(_int_param(call.query, "page[limit]", self.list_page_size), self.list_page_size)
+        page = resources[offset : offset + limit]
+        return _json_reply(200, {"data": page, "meta": {"total_count": len(resources)}})
 
     def _track_resources(self, env: str, upload_id: str) -> list[dict[str, Any]]:
         return [
@@ -935,6 +969,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbose=args.verbose,
     )
     simulator.add_track(DEMO_UPLOAD_ID, DEMO_TRACK_ID)
+    for track_id, kind, name, language, captions in DEMO_EXTRA_TRACKS:
+        simulator.add_track(
+            DEMO_UPLOAD_ID,
+            track_id,
+            type=kind,
+            name=name,
+            language_code=language,
+            closed_captions=captions,
+        )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
     url = simulator.start()

@@ -34,7 +34,7 @@ from core.model import DeletionRequest, Step
 from core.record import Record
 from core.signing import constant_time_equal
 from core.urlpolicy import CallbackURLRejected, parse_callback_url
-from handlers import chain, records, requests_api
+from handlers import chain, fanout, records, requests_api
 from handlers.body import BodyUnreadable, read_at_most
 from handlers.responses import Reply, error, reply_for
 
@@ -250,6 +250,8 @@ def submit(service: Service, request: DeletionRequest, log: Log) -> Reply:
         not_after=chain.step_not_after(record.accepted_at, service),
         unanswered=record.unanswered,
     )
+    if request.tracks is not None:  # a selector: listed and deleted from tasks
+        return fanout.accept(service, intake, record, log)
     try:
         # The follow-up first: if the intake dies after this, task 1 carries on.
         delay = service.policy.delay_after(0, service.rand(), elapsed=0.0)
@@ -267,7 +269,7 @@ def _delete(service: Service, intake: Step, record: Record, version: str | None,
     result: Job | DatoCMSError
     try:
         result = service.datocms.delete_track(
-            request.upload_id, request.upload_track_id, intake.environment, log=log
+            request.upload_id, request.track_id, intake.environment, log=log
         )
     except (DatoCMSAuthError, DatoCMSBadResponse) as failure:
         log.error(

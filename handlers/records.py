@@ -76,6 +76,7 @@ def new_record(
         environment=environment,
         callback=callback,
         lease_until=now + LEASE_SECONDS,
+        selector=request.tracks,
         metadata=request.metadata,
     )
 
@@ -162,10 +163,13 @@ def request_of(service: Service, record: Record) -> DeletionRequest:
     """The deletion request a record was accepted for (its callback URL unsealed)."""
     return DeletionRequest(
         upload_id=record.upload_id,
-        upload_track_id=record.upload_track_id or "",
+        upload_track_id=record.upload_track_id
+        if record.selector is not None
+        else record.upload_track_id or "",
         environment=record.environment,
         callback_url=callback_url(service, record),
         metadata=record.metadata,
+        tracks=record.selector,
     )
 
 

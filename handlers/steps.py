@@ -30,7 +30,7 @@ from core.model import Step, encode
 from core.record import CallbackState, Record, callback_deadline
 from core.signing import MAX_TASK_BODY, open_task, webhook_signature
 from core.urlpolicy import parse_callback_url
-from handlers import chain, records, sweep
+from handlers import chain, fanout, records, sweep
 from handlers.body import BodyUnreadable, read_at_most
 from handlers.responses import Reply, error, reply_for
 
@@ -122,6 +122,11 @@ def _run(service: Service, step: Step, log: Log, now: float) -> Reply:
         if record.done and step.kind != "resume":
             log.info("request already final; task ignored", step=step.kind)
             return Reply(200, {"status": "already_final"})
+        if step.kind == "list" or (step.kind == "resume" and fanout.lists(record)):
+            return fanout.run_list(service, replace(step, kind="list"), record, log, now)
+        if step.track_index is not None and not fanout.still_running(record, step):
+            log.info("track final or further along; task ignored", step=step.kind)
+            return Reply(200, {"status": "superseded"})
         return run_step(service, step, record, log, now)
     except StateUnavailable as failure:
         log.warning("state store unavailable; the queue will retry", reason=str(failure))
@@ -140,7 +145,8 @@ def run_step(service: Service, step: Step, record: Record, log: Log, now: float)
             return Reply(200, {"status": "done", "next": "schedule"})
         step = resumed
     action = _poll(service, step, log) if step.kind == "poll" else _delete(service, step, log)
-    chain.carry_out(service, step, action, log)
+    carry_out = fanout.carry_out if step.track_index is not None else chain.carry_out
+    carry_out(service, step, action, log)
     return Reply(200, {"status": "done", "next": type(action).__name__.lower()})
 
 
@@ -170,7 +176,7 @@ def _delete(service: Service, step: Step, log: Log) -> Action:
     result: Job | DatoCMSError
     try:
         result = service.datocms.delete_track(
-            step.request.upload_id, step.request.upload_track_id, step.environment, log=log
+            step.request.upload_id, step.request.track_id, step.environment, log=log
         )
     except DatoCMSError as failure:
         _log_failure(log, failure)

@@ -171,3 +171,20 @@ def test_an_oversized_answer_is_read_only_up_to_the_limit() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_list_tracks_reads_every_page_should_the_list_be_paged(sim: DatoCMSSimulator) -> None:
+    sim.list_page_size = 2
+    for n in range(4):
+        sim.add_track(UPLOAD, f"extra{n}", type="audio")
+    dato, _ = client(sim.base_url)
+    listed = dato.list_tracks(UPLOAD, None)
+    assert [t.id for t in listed] == [TRACK, "extra0", "extra1", "extra2", "extra3"]
+    assert listed[1].attributes["type"] == "audio"
+    assert sim.count("GET", f"/uploads/{UPLOAD}/tracks") == 3
+
+
+def test_list_tracks_of_an_unknown_upload_is_not_found(sim: DatoCMSSimulator) -> None:
+    dato, _ = client(sim.base_url)
+    with pytest.raises(DatoCMSNotFound):
+        dato.list_tracks("nosuchupload", None)

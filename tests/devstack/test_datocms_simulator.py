@@ -18,7 +18,12 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.datocms_simulator import DEMO_TRACK_ID, DEMO_UPLOAD_ID, DatoCMSSimulator
+from devstack.datocms_simulator import (
+    DEMO_EXTRA_TRACKS,
+    DEMO_TRACK_ID,
+    DEMO_UPLOAD_ID,
+    DatoCMSSimulator,
+)
 
 UPLOAD = DEMO_UPLOAD_ID
 TRACK = DEMO_TRACK_ID
@@ -660,5 +665,41 @@ def test_the_cli_serves_the_demo_track_until_interrupted() -> None:
         returncode = process.wait(timeout=10)
 
     assert listed.status_code == 200
-    assert listed.json() == {"data": [SAMPLE_TRACK]}
+    data = listed.json()["data"]
+    assert data[0] == SAMPLE_TRACK
+    assert [track["id"] for track in data[1:]] == [extra[0] for extra in DEMO_EXTRA_TRACKS]
     assert returncode == 0
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def test_listing_an_unknown_upload_is_404_not_found(api: Api) -> None:
+    answer = api.get("/uploads/nosuchupload/tracks")
+    assert answer.status_code == 404 and error_code(answer) == "NOT_FOUND"
+
+
+def test_listing_shows_every_track_of_the_upload(sim: DatoCMSSimulator, api: Api) -> None:
+    sim.add_track(UPLOAD, "second", type="audio", language_code="en-US")
+    answer = api.get(f"/uploads/{UPLOAD}/tracks")
+    assert [t["id"] for t in answer.json()["data"]] == [TRACK, "second"]
+    assert answer.json()["data"][1]["attributes"]["type"] == "audio"
+
+
+def test_a_paged_listing_answers_pages_with_the_total(sim: DatoCMSSimulator, api: Api) -> None:
+    sim.list_page_size = 2
+    for n in range(4):
+        sim.add_track(UPLOAD, f"t{n}")
+    first = api.get(f"/uploads/{UPLOAD}/tracks").json()
+    last = api.get(f"/uploads/{UPLOAD}/tracks?page%5Boffset%5D=4&page%5Blimit%5D=2").json()
+    assert len(first["data"]) == 2 and first["meta"] == {"total_count": 5}
+    assert [t["id"] for t in last["data"]] == ["t3"]
+
+
+def test_the_undocumented_fault_answers_200_with_a_body_that_is_not_a_list(
+    sim: DatoCMSSimulator, api: Api
+) -> None:
+    sim.inject("undocumented", match=("GET", "/uploads/"))
+    answer = api.get(f"/uploads/{UPLOAD}/tracks")
+    assert answer.status_code == 200 and not isinstance(answer.json()["data"], list)
+    assert api.get(f"/uploads/{UPLOAD}/tracks").json()["data"][0]["id"] == TRACK
