@@ -68,6 +68,9 @@ CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    # Channels to one address otherwise share gRPC's global subchannel pool: a new
+    # channel would inherit the old one's failed connection and its backoff.
+    ("grpc.use_local_subchannel_pool", 1),
 )
 
 

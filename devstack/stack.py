@@ -72,9 +72,7 @@ def service_free_environment() -> dict[str, str]:
 #: the local stack has nothing in front, so it runs with many more threads (an
 #: explicit `THREADS` in the environment wins). More threads raise the bar, they do
 #: not remove it: anything exposed must run behind a buffering proxy (SECURITY.md).
-#: (64 threads made the intake's gRPC channel to the Cloud Tasks emulator miss its
-#: reconnection after an outage in the fault tests; 32 did not: kept at the lower bar.)
-LOCAL_THREADS = max(32, (os.cpu_count() or 1) * 4 + 16)
+LOCAL_THREADS = max(64, (os.cpu_count() or 1) * 16)
 
 
 class FunctionProcess:
