@@ -141,24 +141,35 @@ def callback_deadline(record: Record, budget: float) -> float | None:
 
 
 def due_at(record: Record, budget: float) -> float | None:
-    """When a sweep should look at `record`: an intake that died holding the lease, or a
-    callback sequence past its budget (the queue may have given up on it)."""
+    """When a sweep should look at `record`: an intake that died holding the lease, a
+    callback never attempted (its task may have been lost), or a callback sequence past
+    its budget (the queue may have given up on it)."""
     if record.status == "accepting":
         return (record.lease_until or record.created_at) + SWEEP_GRACE
     deadline = callback_deadline(record, budget)
-    return deadline + grace(budget) if deadline is not None else None
+    if deadline is None:
+        return None
+    if record.callback.attempts == 0 and record.callback.since is not None:
+        return min(record.callback.since + grace(budget), deadline + grace(budget))
+    return deadline + grace(budget)
 
 
-Sweep = Literal["dead_letter", "resume", "none"]
+Sweep = Literal["dead_letter", "requeue", "resume", "none"]
 
 
 def sweep_action(record: Record, now: float, budget: float) -> Sweep:
-    """What a sweep does to `record` now: end an overdue callback sequence as a dead letter,
-    resume an acceptance whose intake died, or nothing."""
+    """What a sweep does to `record` now: resume an acceptance whose intake died, queue
+    again a callback never attempted, end an overdue callback sequence as a dead letter,
+    or nothing."""
     due = due_at(record, budget)
     if due is None or due > now:
         return "none"
-    return "resume" if record.status == "accepting" else "dead_letter"
+    if record.status == "accepting":
+        return "resume"
+    deadline = callback_deadline(record, budget)
+    if record.callback.attempts == 0 and deadline is not None and now < deadline + grace(budget):
+        return "requeue"
+    return "dead_letter"
 
 
 def to_document(

@@ -14,7 +14,7 @@ from adapters.log import LAST, Log
 from adapters.service import Service
 from adapters.tasks import QueueRole, Task
 from core.flow import Action, Finish, Schedule
-from core.model import Step, callback_body
+from core.model import DeletionRequest, Step, callback_body
 from core.record import Record
 from core.signing import seal_task
 from handlers import records
@@ -105,6 +105,23 @@ def report(service: Service, current: Step, finish: Finish, log: Log) -> None:
         log.warning("request record gone or superseded; outcome not reported")
         return
     queue_callback(service, current, record, log)
+
+
+def callback_step(service: Service, record: Record, request: DeletionRequest) -> Step:
+    """The callback task of the final `record`'s current delivery sequence."""
+    return Step(
+        kind="callback",
+        request_id=record.request_id,
+        request=request,
+        environment=record.environment,
+        accepted_at=record.accepted_at,
+        number=1,
+        not_after=callback_not_after(service.wall(), service),
+        polls=record.polls,
+        job_id=record.job_id,
+        resend=record.callback.resends,
+        callback=record.callback_body(),
+    )
 
 
 def queue_callback(service: Service, current: Step, record: Record, log: Log) -> None:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from adapters.log import Log
 from adapters.service import Service
 from core.errors import RequestRejected, StateUnavailable
-from core.model import Step
 from core.record import Record, retry_after, status_resource
 from core.state import decode_cursor
 from handlers import chain, records
@@ -126,20 +124,8 @@ def _resend(service: Service, record: Record, log: Log) -> bool:
     if updated is None:
         return False
     request = records.request_of(service, updated)
-    step = Step(
-        kind="callback",
-        request_id=updated.request_id,
-        request=request,
-        environment=updated.environment,
-        accepted_at=updated.accepted_at,
-        number=1,
-        not_after=chain.callback_not_after(now, service),
-        polls=updated.polls,
-        job_id=updated.job_id,
-        resend=updated.callback.resends,
-        callback=updated.callback_body(),
-    )
-    chain.enqueue(service, replace(step), 0.0)
+    step = chain.callback_step(service, updated, request)
+    chain.enqueue(service, step, 0.0)
     log.bind(request_id=updated.request_id).info(
         "callback re-sent on request", resend=updated.callback.resends
     )

@@ -1,9 +1,10 @@
 """The sweep: end what the queue may have given up on, from stored state alone.
 
 Cloud Scheduler calls `POST /sweep` on `poll_job` every few minutes (the local stack
-runs a timer). Each record past its due time is ended: a callback sequence that
-outlived its budget becomes a dead letter (log and record), and an acceptance whose
-intake died holding the lease is resumed by its task 1. Nothing here calls DatoCMS
+runs a timer). Each record past its due time is ended or carried on: a callback
+sequence that outlived its budget becomes a dead letter (log and record), a callback
+never attempted is queued again, and an acceptance whose intake died holding the
+lease is resumed by its task 1. Nothing here calls DatoCMS
 or a receiver; a sweep run twice does nothing more.
 """
 
@@ -23,7 +24,7 @@ def sweep(service: Service, log: Log) -> Reply:
     """One pass over the records that are due."""
     now = service.wall()
     budget = records.callback_budget(service)
-    ended = resumed = 0
+    ended = resumed = requeued = 0
     for document in service.records.due(now=now, limit=BATCH):
         record = Record.from_json(document.data)
         action = sweep_action(record, now, budget)
@@ -31,9 +32,24 @@ def sweep(service: Service, log: Log) -> Reply:
             ended += 1
         elif action == "resume" and _resume(service, record, now, log):
             resumed += 1
-    if ended or resumed:
-        log.info("sweep done", dead_lettered=ended, resumed=resumed)
-    return Reply(200, {"status": "swept", "dead_lettered": ended, "resumed": resumed})
+        elif action == "requeue" and _requeue(service, record, log):
+            requeued += 1
+    counts = {"dead_lettered": ended, "resumed": resumed, "requeued": requeued}
+    if ended or resumed or requeued:
+        log.info("sweep done", **counts)
+    return Reply(200, {"status": "swept", **counts})
+
+
+def _requeue(service: Service, record: Record, log: Log) -> bool:
+    """Queue again a callback no attempt was made of (its task may be lost; the task's
+    fixed name keeps a second copy out while the first is known to the queue)."""
+    request = records.request_of(service, record)
+    if request.callback_url is None:
+        return False  # the URL cannot be opened any more: the deadline dead-letters it
+    created = chain.enqueue(service, chain.callback_step(service, record, request), 0.0)
+    if created:
+        log.bind(request_id=record.request_id).warning("a callback never attempted; queued again")
+    return created
 
 
 def _dead_letter(service: Service, record: Record, now: float, budget: float, log: Log) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -128,9 +129,29 @@ def test_due_times_follow_the_lease_and_the_callback_budget(harness: Harness) ->
     run_one(harness)
     final = records.load(harness.service, request_id, harness.clock[0])
     assert final is not None and final.callback.since == harness.clock[0]
-    deadline = callback_deadline(final, 100.0)
+    assert due_at(final, 100.0) == harness.clock[0] + SWEEP_GRACE  # never attempted yet
+    attempted = replace(final, callback=replace(final.callback, attempts=1))
+    deadline = callback_deadline(attempted, 100.0)
     assert deadline is not None and deadline >= harness.clock[0] + 100.0  # room for lateness
-    assert due_at(final, 100.0) == deadline + SWEEP_GRACE  # a minute, at most
-    assert sweep_action(final, deadline + SWEEP_GRACE, 100.0) == "dead_letter"
-    assert due_at(final, 0.5) == callback_deadline(final, 0.5) + 1.0  # at least a second
-    assert sweep_action(final, deadline, 100.0) == "none"
+    assert due_at(attempted, 100.0) == deadline + SWEEP_GRACE  # a minute, at most
+    assert sweep_action(attempted, deadline + SWEEP_GRACE, 100.0) == "dead_letter"
+    assert sweep_action(attempted, deadline, 100.0) == "none"
+    assert due_at(attempted, 0.5) == callback_deadline(attempted, 0.5) + 1.0  # at least 1 s
+
+
+def test_a_callback_whose_task_was_lost_is_queued_again_then_delivered(harness: Harness) -> None:
+    request_id = submit(harness)
+    harness.clock[0] += 2
+    run_one(harness)  # final; the callback task is queued ...
+    harness.queue.enqueued.clear()  # ... and lost, its name forgotten by the queue
+    harness.queue.names.clear()
+    assert sweep(harness).body["requeued"] == 0  # not due yet
+    record = records.load(harness.service, request_id, harness.clock[0])
+    assert record is not None
+    harness.clock[0] = due(harness, record) + 0.5
+    assert sweep(harness).body["requeued"] == 1
+    assert sweep(harness).body["requeued"] == 0  # the queue knows the name now
+    assert run_one(harness).body["status"] == "delivered"
+    delivered = records.load(harness.service, request_id, harness.clock[0])
+    assert delivered is not None and delivered.callback.state == "delivered"
+    assert len(harness.sender.sent) == 1
