@@ -32,7 +32,10 @@ class Function(FunctionProcess):
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.target} exited:\n{self.output()}")
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            # The whole time left: a first request slower than a socket timeout must not be
+            # sent twice (the second would find the first one still deciding: 409).
+            left = max(deadline - time.monotonic(), 0.1)
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=left)
             try:
                 connection.request("POST", "/", body=body, headers=dict(headers))
                 status = connection.getresponse().status
