@@ -257,7 +257,7 @@ def transcript() -> Iterator[Transcript]:
 
         main_secrets = Secrets()
         record.secrets.update(secret_forms("main stack", main_secrets))
-        with LocalStack(env=STACK_ENV, secrets_=main_secrets) as stack:
+        with LocalStack(env=STACK_ENV, keys=main_secrets) as stack:
             try:
                 _play_main_stack(stack, record)
             finally:
@@ -268,7 +268,7 @@ def transcript() -> Iterator[Transcript]:
         record.secrets.update(secret_forms("second stack", other_secrets))
         record.secrets["the wrong DatoCMS token"] = wrong
         env = {**STACK_ENV, "DATOCMS_API_TOKEN": wrong}
-        with LocalStack(env=env, secrets_=other_secrets) as stack:
+        with LocalStack(env=env, keys=other_secrets) as stack:
             try:
                 _play_wrong_datocms_token(stack, record, wrong)
             finally:
