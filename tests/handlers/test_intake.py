@@ -12,16 +12,13 @@ import pytest
 
 from core.errors import Misconfigured, QueueUnavailable
 from core.headers import Headers
-from devstack.datocms_simulator import DatoCMSSimulator
+from devstack.datocms_simulator import DEMO_TRACK_ID, DEMO_UPLOAD_ID, DatoCMSSimulator
 from devstack.stack import Secrets
 from handlers import intake, records
 from handlers.responses import Reply
 from tests.conftest import Harness
 
-UPLOAD, TRACK = (
-    "q0VNpiNQSkG6z0lif_O1zg",
-    "xBe7u01029ipxBLQhYzZCJ1cke01zCkuUsgnYtH0017nNzbpv2YcsoMDmw",
-)
+UPLOAD, TRACK = DEMO_UPLOAD_ID, DEMO_TRACK_ID
 
 
 def post(

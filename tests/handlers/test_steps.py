@@ -15,13 +15,13 @@ from core.flow import Finish
 from core.headers import Headers
 from core.model import DeletionRequest, Outcome, Step
 from core.signing import seal_task
-from devstack.datocms_simulator import DatoCMSSimulator
+from devstack.datocms_simulator import DEMO_UPLOAD_ID, DatoCMSSimulator
 from devstack.stack import Secrets
 from handlers import chain, records, steps
 from handlers.responses import Reply
 from tests.conftest import Harness, accept
 
-UPLOAD, TRACK = "q0VNpiNQSkG6z0lif_O1zg", "track1"
+UPLOAD, TRACK = DEMO_UPLOAD_ID, "track1"
 FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500")
 
 

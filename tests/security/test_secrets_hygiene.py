@@ -35,13 +35,14 @@ import requests
 
 import devstack.datocms_simulator as simulator_module
 from core.settings import decode_webhook_secret
+from devstack.datocms_simulator import DEMO_UPLOAD_ID
 from devstack.receiver import Delivery
 from devstack.stack import LocalStack, Secrets
 from tests.security import loopback_guard
 
 pytestmark = pytest.mark.xdist_group("security-stack")
 
-UPLOAD = "q0VNpiNQSkG6z0lif_O1zg"
+UPLOAD = DEMO_UPLOAD_ID
 WAIT = 20.0
 STACK_ENV = {
     "CALLBACK_MAX_ATTEMPTS": "3",
