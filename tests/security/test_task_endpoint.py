@@ -35,7 +35,8 @@ from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import new_webhook_secret
 from handlers import chain, records, steps
 from handlers.responses import Reply
-from tests.conftest import Harness, accept
+from tests.conftest import Harness
+from tests.conftest import make_step as accepted_step
 from tests.security import (
     PUBLIC_CALLBACK,
     TRACK,
@@ -70,21 +71,7 @@ def make_step(
     request = DeletionRequest(
         UPLOAD, TRACK, callback_url=callback_url, metadata={"ticket": "SUB-42"}
     )
-    now = harness.clock[0]
-    fields: dict[str, Any] = {
-        "kind": kind,
-        "request_id": request.request_id(None),
-        "request": request,
-        "environment": None,
-        "accepted_at": now,
-        "number": 1,
-        "not_after": chain.step_not_after(now, harness.service),
-        "failures": 1,
-    }
-    fields.update(changes)
-    made = Step(**fields)
-    accept(harness, made)
-    return made
+    return accepted_step(harness, request, kind, **{"failures": 1, **changes})
 
 
 def callback_step(harness: Harness, **changes: Any) -> Step:
