@@ -240,13 +240,6 @@ def test_callback_without_a_signing_secret_is_misconfigured(
     assert letter["callback"] == step.callback and letter["severity"] == "ERROR"
 
 
-def test_methods_other_than_post_get_405(harness: Harness) -> None:
-    reply = steps.handle_http(
-        harness.service, method="GET", headers=Headers(), stream=io.BytesIO(b"")
-    )
-    assert reply.status == 405
-
-
 def test_a_finished_job_is_shared_with_every_instance_with_the_interval_the_task_carried(
     harness: Harness, simulator: DatoCMSSimulator, make_harness: Callable[..., Harness]
 ) -> None:

@@ -35,6 +35,19 @@ UPLOAD = DEMO_UPLOAD_ID
 TRACK = DEMO_TRACK_ID
 PUBLIC_CALLBACK = "https://hooks.example.com/track-deleted"
 MAX_BODY = 64 * 1024
+#: Every method the two HTTP entry points must refuse with 405 (lower-case `post` too).
+NON_POST_METHODS = (
+    "GET",
+    "HEAD",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "OPTIONS",
+    "TRACE",
+    "CONNECT",
+    "PROPFIND",
+    "post",
+)
 
 _SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*\Z")
 

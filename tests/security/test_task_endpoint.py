@@ -38,6 +38,7 @@ from handlers.responses import Reply
 from tests.conftest import Harness
 from tests.conftest import make_step as accepted_step
 from tests.security import (
+    NON_POST_METHODS,
     PUBLIC_CALLBACK,
     TRACK,
     UPLOAD,
@@ -285,13 +286,14 @@ def test_an_endless_task_body_gets_401_after_reading_at_most_the_limit_plus_one(
     scene.assert_nothing_went_out()
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+@pytest.mark.parametrize("method", NON_POST_METHODS)
 def test_a_genuine_task_sent_with_another_method_gets_405_and_is_not_run(
     scene: Scene, method: str
 ) -> None:
     harness = scene.harness
     reply = deliver(harness, seal(harness, make_step(harness)), method=method)
     assert_refused(reply, 405, "method_not_allowed")
+    assert reply.headers["Allow"] == "POST"
     scene.assert_nothing_went_out()
 
 
