@@ -2,15 +2,10 @@
 
 `Urllib3Transport` connects to `PinnedRequest.ip` (SNI and the certificate check
 use the URL's host), reads at most `MAX_RESPONSE_BYTES` of the answer, and is
-bounded as a whole by `request.timeout`, measured from one deadline:
-
-- every blocking step (the TCP connect, the TLS handshake, sending, each read)
-  gets only the time left before that deadline, never a fresh timeout;
-- the deadline is checked before and after the connect and the handshake;
-- each socket is recorded as soon as it exists, and a watchdog thread shuts
-  every recorded socket down when the deadline passes (a socket recorded after
-  that is shut at once), so a receiver dripping its answer byte by byte is cut
-  off, however slowly it accepted the connection or finished its handshake.
+bounded as a whole by `request.timeout`: every blocking step gets only the time
+left before one deadline, and a watchdog shuts every socket of the exchange when
+it passes, so a receiver dripping its answer byte by byte is cut off however
+slowly it accepted the connection or finished its handshake.
 """
 
 from __future__ import annotations

@@ -1,42 +1,13 @@
 """The Cloud Tasks adapter of the `TaskQueue` port (production).
 
-The only module that imports `google.cloud.tasks_v2`. It does so lazily, in the
-client factory, together with `grpc`, `google.api_core` and `google.protobuf`:
-importing this module costs nothing, and the client is built once per
-`CloudTasksQueue`, on first use (thread-safe).
-
-Every task is an HTTP target task: `POST target_url` (the poll function) with
-`Content-Type: application/json`, the task's body unchanged, a name derived from
-the caller's deterministic short name, `schedule_time = clock() + delay`,
-`dispatch_deadline`, and an `oidc_token` (audience = `target_url`) when a service
-account is configured.
-
-Errors:
-
-- `AlreadyExists` (a task of that name was created recently) → `False`.
-- `ServiceUnavailable` (gRPC UNAVAILABLE: typically the connection was not made,
-  e.g. a channel that went stale while the function instance idled) is retried
-  twice, after 0.1 s and 0.4 s, each time on a new channel, then →
-  `QueueUnavailable`. A retry is safe because the task is named: if an earlier
-  attempt did land, the retry gets `AlreadyExists` and returns `False`.
-
-Reconnecting promptly: a gRPC channel that lost its connection waits 1 s, then
-1.6 times longer at each failure (up to 2 min), before it tries again, and fails
-every call meanwhile: after an outage, requests kept failing for seconds after
-the queue was back. So the channel is built with short reconnect backoffs
-(`CHANNEL_OPTIONS`: 0.1 s, at most 1 s), and a call that got UNAVAILABLE drops
-the channel (when this queue built it) so that the retry connects at once.
-- Anything else from the client (`DeadlineExceeded` included: the attempt may
-  have landed and waiting once more would hold the caller for another
-  `RPC_TIMEOUT`; `PermissionDenied`, `NotFound`, `InvalidArgument`; missing
-  credentials) → `QueueUnavailable` at once, whose message names the task, the
-  queue and the error class, never the server's text or an address. The
-  caller's answer (a non-2xx to Cloud Tasks, a 503 at intake) gets the whole
-  step retried later under the same task name.
-
-Programming errors raise `ValueError`: a name outside `[A-Za-z0-9_-]{1,500}`, a
-delay that is not finite or beyond Cloud Tasks' 30 days (a negative delay counts
-as 0), a naive datetime from the clock.
+The only module that imports `google.cloud.tasks_v2`, lazily, when the client is
+first needed: importing it costs nothing. Every task is an HTTP target task
+(`POST target_url`, the body unchanged, an `oidc_token` when a service account is
+configured) under the caller's deterministic name. A name already taken → `False`;
+gRPC UNAVAILABLE (typically a channel gone stale while the instance idled) is
+retried twice on a new channel; anything else → `QueueUnavailable` at once, so the
+caller's step is retried later under the same name. Programming errors (a bad name,
+a delay beyond 30 days, a naive clock) raise `ValueError`.
 """
 
 from __future__ import annotations
@@ -64,6 +35,8 @@ TRANSIENT_BACKOFF = (0.1, 0.4)
 #: How long one `create_task` call may take.
 RPC_TIMEOUT = 10.0
 #: gRPC reconnect backoff: try again 0.1 s after a lost connection, never wait over 1 s.
+#: (gRPC's default, 1 s growing 1.6-fold up to 2 min, failed every call for seconds
+#: after an outage ended.)
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
@@ -272,6 +245,8 @@ class CloudTasksQueue:
             except api_exceptions.AlreadyExists:
                 return False
             except api_exceptions.ServiceUnavailable as exc:
+                # Safe to retry: the task is named, so an attempt that did land
+                # makes the retry answer AlreadyExists.
                 if retries < len(TRANSIENT_BACKOFF):
                     self._drop_client(client)
                     self._sleep(TRANSIENT_BACKOFF[retries])
@@ -285,6 +260,8 @@ class CloudTasksQueue:
                 grpc.RpcError,
                 GoogleAuthError,
             ) as exc:
+                # DeadlineExceeded included: the attempt may have landed, and waiting
+                # again would hold the caller for another RPC_TIMEOUT.
                 raise self._unavailable(exc, queue=queue, name=name, attempts=retries + 1) from exc
             return True
 

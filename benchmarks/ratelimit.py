@@ -112,7 +112,7 @@ def run(
         rate_window=RATE_WINDOW,
         default_job_seconds=job_seconds,
     )
-    with LocalStack(env={**ENV, **(env or {})}, simulator=simulator, secrets_=secrets) as stack:
+    with LocalStack(env={**ENV, **(env or {})}, simulator=simulator, keys=secrets) as stack:
         for index in range(deletions):
             simulator.add_track(UPLOAD_ID, _track(index), job_seconds=job_seconds)
         _warm(stack)

@@ -68,7 +68,7 @@ def run(tracks: int = 50, job_seconds: float = 1.0, *, timeout: float = 120.0) -
         rate_window=RATE_WINDOW,
         default_job_seconds=job_seconds,
     )
-    with LocalStack(env=ENV, simulator=simulator, secrets_=secrets) as stack:
+    with LocalStack(env=ENV, simulator=simulator, keys=secrets) as stack:
         for index in range(tracks):
             simulator.add_track(UPLOAD_ID, f"sel_track_{index:03d}", language_code="it-IT")
         stack.submit({}, token="wrong-token")  # noqa: S106 (warms delete_track, calls nothing)

@@ -66,7 +66,7 @@ def concurrent_duplicates(
         "POLL_MAX_DELAY_SECONDS": "1",
     }
     answers: dict[str, int] = {}
-    with LocalStack(env=env, simulator=simulator, secrets_=keys) as stack:
+    with LocalStack(env=env, simulator=simulator, keys=keys) as stack:
         bodies = []
         for index in range(requests_):
             track = f"dup_{index}"

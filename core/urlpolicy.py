@@ -1,26 +1,13 @@
 """Which `callback_url`s the service may POST to: a pure policy, no I/O.
 
-The callback URL is chosen by the caller, so it is an SSRF vector (see
-`reference/standard-webhooks.md`, "SSRF"). This module decides, from values
-alone:
-
-- `parse_callback_url(url, allow_private=...)`: is this URL acceptable at all,
-  and what exactly must be sent (host, port, request target, `Host` header)?
-- `address_blocked(ip)`: may the service connect to this IP address?
-
-Host *names* are only checked here for what can be judged without DNS
-(`localhost`, the metadata server's names, numeric tricks, literal IPs). The
-adapter (`adapters.callback_sender`) resolves the name at send time, runs
-`address_blocked` on every address and connects to the address it checked.
-
-`allow_private=True` (`CALLBACK_ALLOW_PRIVATE_NETWORKS=true`, development and
-tests only) allows `http://`, blocked names and blocked addresses. It never
-allows ambiguous numeric hosts (`2130706433`, `0x7f000001`, `127.1`,
-`0177.0.0.1`): no legitimate URL is written that way, and different parsers
-read them differently.
-
-Reasons (`CallbackURLRejected.reason`, `address_blocked`'s answer) are human
-sentences that never contain the URL, so they are safe to log and to return.
+The callback URL is chosen by the caller, so it is an SSRF vector (the Standard
+Webhooks specification warns about it). `parse_callback_url` says whether a URL is
+acceptable and exactly what to send; `address_blocked` says whether an IP may be
+connected to. Host names are only judged here for what needs no DNS; the adapter
+(`adapters.callback_sender`) resolves, checks every address and connects to it.
+`allow_private=True` (development and tests only) allows `http://` and private
+targets, never ambiguous numeric hosts (`2130706433`, `127.1`, `0177.0.0.1`).
+Reasons are sentences that never contain the URL: safe to log and to return.
 """
 
 from __future__ import annotations

@@ -1,70 +1,13 @@
 """A local simulator of the DatoCMS Content Management API, for tests, the demo and benchmarks.
 
-It serves only what this service touches: deleting and listing upload tracks, and polling
-job results. Standard library only; it binds 127.0.0.1 and nothing else.
-
-Faithful to the reference (DatoCMS docs, official clients, recorded answers):
-
-- Request headers: ``Authorization: Bearer <token>``, ``X-Api-Version: 3``,
-  ``Accept: application/json``; ``X-Environment`` picks a sandbox, absent means primary.
-- ``DELETE /uploads/{upload_id}/tracks/{track_id}`` answers ``202``
-  ``{"data": {"type": "job", "id": ...}}`` with a 24-hex-character job id.
-- ``GET /job-results/{id}`` answers ``404`` with the recorded ``NOT_FOUND`` api_error
-  (``details.message == "ActiveRecord::RecordNotFound"``) while the job runs and, the same,
-  for an unknown id; once done ``200`` with ``job_result`` attributes ``status``,
-  ``statusText`` and ``payload`` (``{"data": <deleted upload_track>}`` on success, a normal
-  error body on failure).
-- ``GET /uploads/{upload_id}/tracks`` answers ``200`` ``{"data": [upload_track, ...]}``
-  (``404 NOT_FOUND`` for an unknown upload).
-- The ``upload_track`` resource shape, the error body shape
-  ``{"data": [{"id", "type": "api_error", "attributes": {"code", "details", ...}}]}`` with
-  optional ``doc_url`` and ``transient``, and the error codes used
-  (``INVALID_AUTHORIZATION_HEADER``, ``INVALID_API_VERSION``, ``INVALID_ACCEPT_HEADER``,
-  ``INVALID_ENVIRONMENT``, ``INVALID_ENDPOINT``, ``INSUFFICIENT_PERMISSIONS``, ``NOT_FOUND``,
-  ``IMMUTABLE_UPLOAD_TRACKS_IN_SANDBOX_ENVIRONMENT``, ``RATE_LIMIT_EXCEEDED``,
-  ``SERVICE_UNAVAILABLE``, ``NOT_A_VIDEO`` ...).
-- A missing or wrong ``X-Api-Version`` answers ``422`` (documented for projects created
-  after 31 May 2022).
-- Answer headers: ``Content-Type: application/json; charset=utf-8``, ``X-Api-Version: 3``,
-  ``X-RateLimit-Limit``, ``X-RateLimit-Remaining``, ``X-Request-Id``, ``X-Environment``,
-  ``Cache-Control: no-cache``; on ``429``, ``X-RateLimit-Reset`` in whole seconds to wait.
-- Default limit: 60 requests every 3 seconds, project-wide (not per connection or client).
-- A CDN page (``html_502`` fault) is HTML and, like a real CDN page that never reached the
-  API, carries none of the API's headers (no ``X-RateLimit-*``, no ``X-Request-Id``).
-
-Invented (no source showed it; chosen to be plausible):
-
-- Status codes of header failures: 401 ``INVALID_AUTHORIZATION_HEADER`` (missing, malformed
-  or unknown token), 422 ``INVALID_API_VERSION``, 406 ``INVALID_ACCEPT_HEADER`` (the
-  ``Accept`` list must name ``application/json``; ``*/*`` alone is refused), 404
-  ``INVALID_ENVIRONMENT`` (unknown ``X-Environment``). Checked in that order, before
-  the rate limit; requests failing them do not consume quota.
-- Unknown route: 404 ``INVALID_ENDPOINT``; known route, wrong method: 405
-  ``INVALID_ENDPOINT`` with an ``Allow`` header.
-- Read-only tokens: 403 ``INSUFFICIENT_PERMISSIONS`` on ``DELETE``.
-- The rate limiter is a sliding window log: a request is admitted if fewer than
-  ``rate_limit`` admitted requests arrived in the last ``rate_window`` seconds; refused
-  requests do not count. ``X-RateLimit-Reset`` is the ceiling of the seconds until the
-  oldest admitted request leaves the window (at least 1).
-- What ``DELETE`` answers for a missing track (``missing_track_mode``): a synchronous
-  ``404 NOT_FOUND`` (``sync_404``) or a job whose result has status 404 (``job_404``).
-- A deletion job decides its result when it completes: a configured failure ``outcome``
-  keeps the track; otherwise the track is removed and returned, or, if it vanished in
-  the meantime, the result is 404 ``NOT_FOUND``. Job results are kept forever and are not
-  environment-scoped.
-- ``500`` fault code ``INTERNAL_SERVER_ERROR``; ``transient: true`` on 429, 500 and 503.
-- Faults act in front of the API: ``drop``, ``500``, ``503``, ``html_502`` and forced
-  ``429`` never reach it (no effect, no quota used). ``("slow", s)`` lets the request take
-  effect at once and delays only the answer (so a client timeout leaves the effect behind).
-  ``drop_after`` (an extra) lets the request take effect, then closes the connection
-  without answer.
-- ``doc_url`` is present on every error except ``NOT_FOUND`` (the recorded one had none).
-- The track list is not paged unless ``list_page_size`` is set (no source shows DatoCMS
-  paging it): then JSON:API ``page[offset]``/``page[limit]`` and ``meta.total_count``.
-- ``undocumented`` (an extra fault) answers ``200`` with a body that is not the documented
-  shape (``{"data": {"type": "upload_track"}}``), in front of the API.
-- The demo upload holds several tracks (`DEMO_EXTRA_TRACKS`) besides the demo track.
-
+It serves only what this service touches: `DELETE /uploads/{id}/tracks/{id}` (202 and a
+job), `GET /job-results/{id}` (404 `NOT_FOUND` while the job runs), `GET
+/uploads/{id}/tracks`, with the real API's header checks, error bodies, answer headers and
+project-wide rate limit (60 requests every 3 s, `X-RateLimit-*`). Routes, shapes and codes
+follow the DatoCMS docs, official clients and recorded answers; where no source showed a
+detail (header-failure status codes, the sliding-window limiter, job outcomes, paging, the
+faults `inject` offers) the choice is plausible and pinned by its tests.
+Standard library only; it binds 127.0.0.1 and nothing else.
 Run it by hand: ``python -m devstack.datocms_simulator --port 8090 --token T``.
 """
 
@@ -367,7 +310,7 @@ def _validate_outcome(outcome: Outcome | None) -> None:
 
 
 class DatoCMSSimulator:
-    """A DatoCMS CMA look-alike on 127.0.0.1; see the module docstring for its fidelity.
+    """A DatoCMS CMA look-alike on 127.0.0.1 (see the module docstring).
 
     Thread-safe: configure it (`add_track`, `inject`, ...) while it serves.
     """
@@ -526,8 +469,11 @@ class DatoCMSSimulator:
     ) -> None:
         """Queue a fault for the next `times` requests matching (method, raw path prefix).
 
-        Faults: "500", "503", "html_502", "drop", "drop_after", ("slow", seconds),
-        ("429", reset_seconds). The oldest matching fault is used first.
+        Faults: "500", "503", "html_502", "drop", "drop_after", "undocumented",
+        ("slow", seconds), ("429", reset_seconds). The oldest matching fault is used first.
+        All but "slow" and "drop_after" act in front of the API (no effect, no quota);
+        "slow" lets the request take effect and delays only the answer; "drop_after"
+        lets it take effect, then closes the connection without an answer.
         """
         kind, value = _parse_fault(fault)
         if times < 1:

@@ -13,10 +13,10 @@ import sys
 import time
 from typing import Any
 
+from devstack.datocms_simulator import DEMO_TRACK_ID as TRACK_ID
+from devstack.datocms_simulator import DEMO_UPLOAD_ID as UPLOAD_ID
 from devstack.stack import LocalStack
 
-UPLOAD_ID = "q0VNpiNQSkG6z0lif_O1zg"
-TRACK_ID = "xBe7u01029ipxBLQhYzZCJ1cke01zCkuUsgnYtH0017nNzbpv2YcsoMDmw"
 JOB_SECONDS = 2.5
 
 

@@ -169,7 +169,10 @@ class FunctionProcess:
 
 
 class LocalStack:
-    """Simulator, receiver and functions, wired together on loopback."""
+    """Simulator, receiver and functions, wired together on loopback.
+
+    `keys` are the stack's secrets (fresh ones by default).
+    """
 
     def __init__(
         self,
@@ -178,9 +181,9 @@ class LocalStack:
         simulator: DatoCMSSimulator | None = None,
         with_event_function: bool = False,
         sweep_every: float | None = 2.0,
-        secrets_: Secrets | None = None,
+        keys: Secrets | None = None,
     ) -> None:
-        self.secrets = secrets_ or Secrets()
+        self.secrets = keys or Secrets()
         self.simulator = simulator or DatoCMSSimulator(api_token=self.secrets.datocms_token)
         self.receiver = CallbackReceiver(self.secrets.callback_secret)
         self._extra_env = dict(env or {})

@@ -1,58 +1,13 @@
 """The Cloud Tasks emulator (`gcloud-tasks-emulator` 0.6.2), made faithful where the
 service depends on it, and served on loopback only.
 
-This module is both halves of a small wrapper:
-
-- `TasksEmulator` (parent side): a context manager that starts the child below
-  with the given queues and their `QueueConfig`, waits until its port answers,
-  exposes `host` (`"127.0.0.1:PORT"`, the value for `CLOUD_TASKS_EMULATOR_HOST`),
-  and stops it (terminate, then kill) on exit. `port=` pins the port, so that a
-  test can stop the emulator (an outage) and start it again at the same address.
-- `python -m devstack.tasks_emulator --queue PATH=CONFIG_JSON ...` (child side):
-  reuses the emulator package's gRPC servicer (`Greeter`) and its queue
-  bookkeeping (create, pause, resume, list queues), but replaces its task state
-  and its dispatcher with `FaithfulQueues` below, on a gRPC server bound to
-  127.0.0.1 (port 0 = a free port chosen by the OS). It prints
-  `tasks-emulator-port=PORT` on stdout, and exits on SIGTERM or SIGINT, or (set
-  by `TasksEmulator`) when its stdin closes, so it never outlives its parent.
-
-Each queue's policy is a `QueueConfig`: the same values Terraform gives the real
-queues (`terraform/queues.tf`, held to these by `tests/terraform` and
-`tests/devstack/test_tasks_emulator.py`). `service_queues(settings)` builds the
-service's two: steps from `adapters.tasks.STEPS_RETRY`, callbacks from
-`adapters.tasks.callback_retry(settings)` plus `CALLBACK_QUEUE_EXTRA_ATTEMPTS`.
-A queue given by path alone gets Cloud Tasks' own defaults (`QueueConfig()`).
-
-What it models, as Cloud Tasks does it:
-
-- Task names: `CreateTask` with a name in use (the task exists) or used within
-  `dedup_window` seconds (default 3,600) after the task ended (2xx, dropped
-  after its last attempt, or deleted) fails with `ALREADY_EXISTS`.
-- Retries: a non-2xx answer, no answer (connection refused or reset) or an
-  answer later than the dispatch deadline counts as an attempt; the task is
-  retried after `RetryPolicy.backoff(n)` (at least `Retry-After` on 429 and
-  503), and dropped silently once `max_attempts` attempts were made.
-- Concurrency and rate: each queue dispatches up to `max_concurrent_dispatches`
-  tasks at once (a hanging handler holds one slot, not the queue), starting at
-  most `max_dispatches_per_second` per second.
-- Dispatch deadline: the task's `dispatch_deadline` (default 10 min), capped by
-  the emulator's `max_dispatch_deadline` when given (tests use short ones).
-- Headers: `X-CloudTasks-QueueName` (short name), `-TaskName`,
-  `-TaskRetryCount` (dispatches before this one), `-TaskExecutionCount`
-  (answers received before this one), `-TaskETA`, on retries
-  `-TaskPreviousResponse` and `-TaskRetryReason`, `User-Agent: Google-Cloud-Tasks`.
-- `GetTask`, `DeleteTask`, `ListTasks` (a task is listed until it ends, while it
-  is dispatched too), `RunTask` (dispatch now), `PauseQueue`, `ResumeQueue`,
-  `PurgeQueue`.
-
-What it still does not model: OIDC tokens (`oidc_token` is stored, nothing is
-sent: Cloud Run checks it in the cloud, not the function); `max_retry_duration`
-(Terraform sets it to 0, "no limit"); the burst bucket behind the dispatch rate
-(here starts are evenly spaced); queue-level `UpdateQueue` changes to the
-policy; persistence (a stopped emulator forgets its tasks, where a real queue
-outage keeps them); duplicate deliveries of one task (Cloud Tasks delivers at
-least once; tests create a same-body task under another name to get one);
-App Engine targets' retry headers; schedule times more than 30 days ahead.
+`TasksEmulator` (parent side) runs `python -m devstack.tasks_emulator` (child side) with
+the given queues and their `QueueConfig` (the values Terraform gives the real queues;
+`service_queues(settings)` builds the service's two). The child keeps the package's
+queue bookkeeping but replaces its task state and dispatcher with `FaithfulQueues`.
+Not modelled: OIDC tokens, `max_retry_duration`, the dispatch-rate burst bucket,
+`UpdateQueue`, persistence across a restart, duplicate deliveries of one task, App
+Engine targets, schedule times more than 30 days ahead.
 """
 
 from __future__ import annotations
@@ -356,7 +311,14 @@ class _Queue:
 
 
 class FaithfulQueues:
-    """The emulator's task state and dispatcher, with Cloud Tasks' semantics (module doc).
+    """The emulator's task state and dispatcher, with Cloud Tasks' semantics.
+
+    A task name in use, or used within `dedup_window` seconds after its task ended, is
+    `ALREADY_EXISTS`. A non-2xx, no answer, or an answer past the dispatch deadline is an
+    attempt, retried after `RetryPolicy.backoff(n)` (at least `Retry-After` on 429 and
+    503) and dropped after `max_attempts`. Each queue dispatches at most
+    `max_concurrent_dispatches` at once, `max_dispatches_per_second` per second, with
+    the `X-CloudTasks-*` headers Cloud Tasks sends.
 
     Plugs into `gcloud_tasks_emulator.server.Greeter` in place of its `QueueState`:
     the queue bookkeeping is the package's (`base`), the tasks are ours.

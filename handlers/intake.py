@@ -1,8 +1,9 @@
 """The intake: `delete_track` (HTTP) and `delete_track_event` (CloudEvent).
 
-Both validate a deletion request, then `submit` it: claim its idempotency key,
-send the DELETE, and enqueue the first task, whose deterministic name is the
-cross-instance proof that the request was accepted once.
+Both validate a deletion request, then `submit` it: claim its record in the state
+store (create-if-absent, so one instance wins; a repeat within
+`IDEMPOTENCY_WINDOW_SECONDS` is answered from the record as a duplicate), enqueue
+the first task, then send the DELETE.
 """
 
 from __future__ import annotations

@@ -18,12 +18,12 @@ from adapters.log import Log
 from adapters.service import Service
 from adapters.state_sqlite import SQLiteStateStore
 from adapters.tasks import Task
-from core.model import Step
+from core.model import DeletionRequest, Step
 from core.record import RecordStatus
 from core.settings import Settings
 from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import Secrets
-from handlers import records
+from handlers import chain, records
 
 
 @dataclass
@@ -175,3 +175,23 @@ def accept(harness: Harness, step: Step, status: RecordStatus = "pending") -> No
     )
     record = replace(fresh, status=status, lease_until=None, job_id=step.job_id)
     service.records.create(records.document(service, record), now=harness.clock[0])
+
+
+def make_step(
+    harness: Harness, request: DeletionRequest, kind: str = "poll", **changes: Any
+) -> Step:
+    """Task 1 of `request`, accepted now, as `handlers/chain.py` builds it; its record written."""
+    now = harness.clock[0]
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "request_id": request.request_id(None),
+        "request": request,
+        "environment": None,
+        "accepted_at": now,
+        "number": 1,
+        "not_after": chain.step_not_after(now, harness.service),
+    }
+    fields.update(changes)
+    made = Step(**fields)
+    accept(harness, made)
+    return made

@@ -60,24 +60,23 @@ class RecordingClient:
 
 
 def make_queue(
-    client: RecordingClient,
-    *,
-    service_account: str | None = ACCOUNT,
-    sleeps: list[float] | None = None,
-    **overrides: Any,
+    client: RecordingClient | None, *, sleeps: list[float] | None = None, **overrides: Any
 ) -> CloudTasksQueue:
+    """The queue under test; `client=None` builds a real client on first use."""
     record = sleeps if sleeps is not None else []
-    options: dict[str, Any] = {"clock": lambda: NOW, "sleep": record.append, **overrides}
-    return CloudTasksQueue(
-        project="proj",
-        location="europe-west1",
-        steps_queue="steps",
-        callbacks_queue="callbacks",
-        target_url=POLL_URL,
-        service_account=service_account,
-        client=client,
-        **options,
-    )
+    options: dict[str, Any] = {
+        "project": "proj",
+        "location": "europe-west1",
+        "steps_queue": "steps",
+        "callbacks_queue": "callbacks",
+        "target_url": POLL_URL,
+        "service_account": ACCOUNT,
+        "client": client,
+        "clock": lambda: NOW,
+        "sleep": record.append,
+        **overrides,
+    }
+    return CloudTasksQueue(**options)
 
 
 @pytest.fixture
@@ -361,14 +360,7 @@ def test_missing_google_credentials_raise_queue_unavailable(
         raise DefaultCredentialsError("Your default credentials were not found.")
 
     monkeypatch.setattr(google.auth, "default", no_credentials)
-    queue = CloudTasksQueue(
-        project="proj",
-        location="europe-west1",
-        steps_queue="steps",
-        callbacks_queue="callbacks",
-        target_url=POLL_URL,
-        service_account=None,
-    )
+    queue = make_queue(None, service_account=None)
 
     with pytest.raises(QueueUnavailable, match="no usable Google credentials"):
         queue.enqueue(Task(QueueRole.STEPS, BODY), delay=0, name="a")
@@ -388,15 +380,7 @@ def test_the_client_is_created_once_for_concurrent_first_calls(
         return created[-1]
 
     monkeypatch.setattr(CloudTasksQueue, "_create_client", slow_factory)
-    queue = CloudTasksQueue(
-        project="proj",
-        location="europe-west1",
-        steps_queue="steps",
-        callbacks_queue="callbacks",
-        target_url=POLL_URL,
-        service_account=None,
-        emulator_host="127.0.0.1:1",
-    )
+    queue = make_queue(None, service_account=None, emulator_host="127.0.0.1:1")
     results: list[bool] = []
 
     def enqueue(index: int) -> None:
@@ -472,15 +456,7 @@ def test_from_settings_names_every_missing_variable() -> None:
 @pytest.mark.parametrize("url", ["/poll", "ftp://host/poll", "poll_job", ""])
 def test_a_target_url_that_is_not_absolute_http_is_rejected(url: str) -> None:
     with pytest.raises(ValueError, match="target_url"):
-        CloudTasksQueue(
-            project="proj",
-            location="europe-west1",
-            steps_queue="steps",
-            callbacks_queue="callbacks",
-            target_url=url,
-            service_account=None,
-            client=RecordingClient(),
-        )
+        make_queue(RecordingClient(), target_url=url)
 
 
 def test_importing_the_adapter_does_not_load_the_client_library() -> None:

@@ -21,12 +21,9 @@ from core.errors import (
     DatoCMSUnavailable,
 )
 from core.settings import Secret
-from devstack.datocms_simulator import DatoCMSSimulator
+from devstack.datocms_simulator import DEMO_TRACK_ID, DEMO_UPLOAD_ID, DatoCMSSimulator
 
-UPLOAD, TRACK = (
-    "q0VNpiNQSkG6z0lif_O1zg",
-    "xBe7u01029ipxBLQhYzZCJ1cke01zCkuUsgnYtH0017nNzbpv2YcsoMDmw",
-)
+UPLOAD, TRACK = DEMO_UPLOAD_ID, DEMO_TRACK_ID
 TOKEN = "client-test-token"
 
 

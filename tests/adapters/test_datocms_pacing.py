@@ -87,7 +87,9 @@ def test_a_refused_call_does_not_count_against_the_window() -> None:
     gate.settle(
         gate.acquire(), 429, Headers({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"})
     )
-    gate.acquire()  # only one call counts: there is room for this one
+    gate.acquire()  # only the answered call counts: there is room for this one...
+    with pytest.raises(DatoCMSHeldBack):
+        gate.acquire()  # ...and for no other (had the 429 counted, the one above was held)
 
 
 def test_an_answer_without_rate_limit_headers_still_counts_the_call() -> None:

@@ -14,11 +14,11 @@ from adapters.shared_hold import SharedHold
 from adapters.state_sqlite import SQLiteStateStore
 from core.errors import DatoCMSHeldBack, DatoCMSRateLimited, StateUnavailable
 from core.settings import Secret
-from devstack.datocms_simulator import DatoCMSSimulator
+from devstack.datocms_simulator import DEMO_UPLOAD_ID, DatoCMSSimulator
 from devstack.stack import Secrets
 from tests.conftest import LogCapture
 
-UPLOAD = "q0VNpiNQSkG6z0lif_O1zg"
+UPLOAD = DEMO_UPLOAD_ID
 
 
 def instance(simulator: DatoCMSSimulator, secrets: Secrets, path: Path) -> DatoCMSClient:

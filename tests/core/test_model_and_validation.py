@@ -8,8 +8,9 @@ import pytest
 
 from core import validation
 from core.model import DeletionRequest, Outcome, Step, callback_body
+from devstack.datocms_simulator import DEMO_UPLOAD_ID
 
-VALID = {"upload_id": "q0VNpiNQSkG6z0lif_O1zg", "upload_track_id": "xBe7u01029ipxBLQ"}
+VALID = {"upload_id": DEMO_UPLOAD_ID, "upload_track_id": "xBe7u01029ipxBLQ"}
 
 
 def fields(instance: object) -> list[str]:

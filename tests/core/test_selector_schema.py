@@ -8,8 +8,9 @@ import pytest
 
 from core import validation
 from core.model import DeletionRequest, Step
+from devstack.datocms_simulator import DEMO_UPLOAD_ID
 
-UPLOAD = "q0VNpiNQSkG6z0lif_O1zg"
+UPLOAD = DEMO_UPLOAD_ID
 
 
 def failures(instance: Any) -> list[dict[str, str]]:

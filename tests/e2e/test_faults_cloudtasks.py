@@ -92,9 +92,9 @@ def make_stack() -> Iterator[Callable[..., LocalStack]]:
         stack.stop()
 
 
-@pytest.fixture
-def admin(emulator: TasksEmulator) -> Iterator[CloudTasksQueue]:
-    queue = CloudTasksQueue(
+def admin_queue(emulator: TasksEmulator) -> CloudTasksQueue:
+    """A Cloud Tasks client on `emulator`, for pausing, resuming and listing queues."""
+    return CloudTasksQueue(
         project=PROJECT,
         location=LOCATION,
         steps_queue=STEPS,
@@ -103,6 +103,11 @@ def admin(emulator: TasksEmulator) -> Iterator[CloudTasksQueue]:
         service_account=None,
         emulator_host=emulator.host,
     )
+
+
+@pytest.fixture
+def admin(emulator: TasksEmulator) -> Iterator[CloudTasksQueue]:
+    queue = admin_queue(emulator)
     yield queue
     queue.close()
 
@@ -265,15 +270,7 @@ def test_poll_job_down_across_the_callback_queues_last_attempts_still_ends_the_s
             ],
         )
         kill(stack.functions["poll_job"])  # down for every attempt the queue has left
-        admin = CloudTasksQueue(
-            project=PROJECT,
-            location=LOCATION,
-            steps_queue=STEPS,
-            callbacks_queue=CALLBACKS,
-            target_url="http://127.0.0.1:9/",
-            service_account=None,
-            emulator_host=emulator.host,
-        )
+        admin = admin_queue(emulator)
 
         def gone() -> bool:
             tasks = admin.client.list_tasks(parent=queue_path(CALLBACKS))

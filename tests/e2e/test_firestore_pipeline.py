@@ -11,12 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack.datocms_simulator import DEMO_UPLOAD_ID
 from devstack.stack import LocalStack
 from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.xdist_group("firestore")
 
-UPLOAD = "q0VNpiNQSkG6z0lif_O1zg"
+UPLOAD = DEMO_UPLOAD_ID
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 import requests
 
+from devstack.datocms_simulator import DEMO_UPLOAD_ID
 from devstack.receiver import Delivery
 from devstack.stack import FunctionProcess, LocalStack, Secrets
 
 pytestmark = pytest.mark.xdist_group("e2e-local")
 
-UPLOAD = "q0VNpiNQSkG6z0lif_O1zg"
+UPLOAD = DEMO_UPLOAD_ID
 _tracks = itertools.count()
 WAIT = 20.0
 

@@ -14,12 +14,12 @@ from core import validation
 from core.errors import StateUnavailable
 from core.headers import Headers
 from core.model import Step, rfc3339
-from devstack.datocms_simulator import DatoCMSSimulator
+from devstack.datocms_simulator import DEMO_UPLOAD_ID, DatoCMSSimulator
 from handlers import intake, records, steps
 from handlers.responses import Reply
 from tests.conftest import Harness
 
-UPLOAD, TRACK = "q0VNpiNQSkG6z0lif_O1zg", "track1"
+UPLOAD, TRACK = DEMO_UPLOAD_ID, "track1"
 HOOK = "https://hooks.example.com/done?secret=query"
 GONE = DeliveryResult(delivered=False, status=410, reason="HTTP 410")
 

@@ -12,12 +12,12 @@ import pytest
 
 from core import validation
 from core.headers import Headers
-from devstack.datocms_simulator import DatoCMSSimulator
+from devstack.datocms_simulator import DEMO_UPLOAD_ID, DatoCMSSimulator
 from handlers import intake, steps
 from handlers.responses import Reply
 from tests.conftest import Harness
 
-UPLOAD = "q0VNpiNQSkG6z0lif_O1zg"
+UPLOAD = DEMO_UPLOAD_ID
 HOOK = "https://hooks.example.com/tracks"
 ITALIAN = {"language_code": "it-IT", "type": "subtitles"}
 

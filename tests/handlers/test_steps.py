@@ -15,34 +15,17 @@ from core.flow import Finish
 from core.headers import Headers
 from core.model import DeletionRequest, Outcome, Step
 from core.signing import seal_task
-from devstack.datocms_simulator import DatoCMSSimulator
+from devstack.datocms_simulator import DEMO_UPLOAD_ID, DatoCMSSimulator
 from devstack.stack import Secrets
 from handlers import chain, records, steps
 from handlers.responses import Reply
-from tests.conftest import Harness, accept
+from tests.conftest import Harness, make_step
 
-UPLOAD, TRACK = "q0VNpiNQSkG6z0lif_O1zg", "track1"
+UPLOAD, TRACK = DEMO_UPLOAD_ID, "track1"
+REQUEST = DeletionRequest(
+    UPLOAD, TRACK, callback_url="https://hooks.example.com/done", metadata={"t": 1}
+)
 FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500")
-
-
-def make_step(harness: Harness, kind: str = "poll", **changes: object) -> Step:
-    request = DeletionRequest(
-        UPLOAD, TRACK, callback_url="https://hooks.example.com/done", metadata={"t": 1}
-    )
-    now = harness.clock[0]
-    fields: dict[str, object] = {
-        "kind": kind,
-        "request_id": request.request_id(None),
-        "request": request,
-        "environment": None,
-        "accepted_at": now,
-        "number": 1,
-        "not_after": chain.step_not_after(now, harness.service),
-    }
-    fields.update(changes)
-    made = Step(**fields)  # type: ignore[arg-type]
-    accept(harness, made)
-    return made
 
 
 def deliver(harness: Harness, step: Step, *, retry_count: int = 0) -> Reply:
@@ -59,7 +42,7 @@ def callback_step(harness: Harness) -> Step:
     harness.service.queue = harness.queue
     chain.report(
         harness.service,
-        make_step(harness, job_id="j"),
+        make_step(harness, REQUEST, job_id="j"),
         chain.Finish(Outcome("deleted", job_id="j"), 3),
         harness.service.log,
     )
@@ -77,7 +60,7 @@ def test_poll_of_a_running_job_schedules_the_next_poll_and_answers_200(
 ) -> None:
     simulator.add_track(UPLOAD, TRACK, job_seconds=60)
     job_id = simulator_job(simulator, harness)
-    reply = deliver(harness, make_step(harness, job_id=job_id))
+    reply = deliver(harness, make_step(harness, REQUEST, job_id=job_id))
     assert reply.status == 200
     [payload] = harness.queue.payloads()
     assert payload["kind"] == "poll" and payload["polls"] == 1 and payload["number"] == 2
@@ -93,7 +76,7 @@ def test_poll_of_a_finished_job_queues_one_callback(
 ) -> None:
     simulator.add_track(UPLOAD, TRACK, job_seconds=0)
     job_id = simulator_job(simulator, harness)
-    assert deliver(harness, make_step(harness, job_id=job_id, polls=4)).status == 200
+    assert deliver(harness, make_step(harness, REQUEST, job_id=job_id, polls=4)).status == 200
     [(task, delay, name)] = harness.queue.enqueued
     payload = json.loads(json.loads(task.body)["payload"])
     assert task.role.value == "callbacks" and delay == 0 and name.endswith("-cb")
@@ -107,7 +90,7 @@ def test_poll_of_a_failed_job_reports_the_datocms_code(
 ) -> None:
     simulator.add_track(UPLOAD, TRACK, job_seconds=0, outcome=(422, "NOT_A_VIDEO"))
     job_id = simulator_job(simulator, harness)
-    deliver(harness, make_step(harness, job_id=job_id))
+    deliver(harness, make_step(harness, REQUEST, job_id=job_id))
     callback = harness.queue.payloads()[0]["callback"]
     assert callback["type"] == "upload_track.deletion_failed"
     assert callback["data"]["error"]["code"] == "NOT_A_VIDEO"
@@ -119,7 +102,7 @@ def test_poll_past_the_deadline_reports_timed_out(
 ) -> None:
     simulator.add_track(UPLOAD, TRACK, job_seconds=600)
     job_id = simulator_job(simulator, harness)
-    step = make_step(harness, job_id=job_id, accepted_at=harness.clock[0] - 901)
+    step = make_step(harness, REQUEST, job_id=job_id, accepted_at=harness.clock[0] - 901)
     deliver(harness, step)
     assert harness.queue.payloads()[0]["callback"]["type"] == "upload_track.deletion_timed_out"
 
@@ -128,7 +111,7 @@ def test_poll_during_a_datocms_outage_reschedules_instead_of_failing(
     harness: Harness, simulator: DatoCMSSimulator
 ) -> None:
     simulator.inject("html_502")
-    reply = deliver(harness, make_step(harness, job_id="abc"))
+    reply = deliver(harness, make_step(harness, REQUEST, job_id="abc"))
     assert reply.status == 200
     [payload] = harness.queue.payloads()
     assert payload["kind"] == "poll" and payload["failures"] == 1
@@ -136,7 +119,7 @@ def test_poll_during_a_datocms_outage_reschedules_instead_of_failing(
 
 def test_retried_delete_step_starts_polling(harness: Harness, simulator: DatoCMSSimulator) -> None:
     simulator.add_track(UPLOAD, TRACK, job_seconds=5)
-    assert deliver(harness, make_step(harness, "delete")).status == 200
+    assert deliver(harness, make_step(harness, REQUEST, "delete")).status == 200
     [payload] = harness.queue.payloads()
     assert payload["kind"] == "poll" and payload["job_id"]
 
@@ -149,11 +132,11 @@ def test_queue_outage_during_a_step_answers_503_so_the_task_is_retried(
     simulator.add_track(UPLOAD, TRACK, job_seconds=5)
     harness.queue.fail_with = QueueUnavailable("down")
     with pytest.raises(QueueUnavailable):
-        deliver(harness, make_step(harness, "delete"))
+        deliver(harness, make_step(harness, REQUEST, "delete"))
 
 
 def test_resume_of_a_request_final_at_intake_queues_the_callback_once(harness: Harness) -> None:
-    resume = make_step(harness, "resume")
+    resume = make_step(harness, REQUEST, "resume")
     now = harness.clock[0]
     records.mutate(
         harness.service,
@@ -257,13 +240,6 @@ def test_callback_without_a_signing_secret_is_misconfigured(
     assert letter["callback"] == step.callback and letter["severity"] == "ERROR"
 
 
-def test_methods_other_than_post_get_405(harness: Harness) -> None:
-    reply = steps.handle_http(
-        harness.service, method="GET", headers=Headers(), stream=io.BytesIO(b"")
-    )
-    assert reply.status == 405
-
-
 def test_a_finished_job_is_shared_with_every_instance_with_the_interval_the_task_carried(
     harness: Harness, simulator: DatoCMSSimulator, make_harness: Callable[..., Harness]
 ) -> None:
@@ -283,16 +259,20 @@ def test_a_finished_job_is_shared_with_every_instance_with_the_interval_the_task
     harness.clock[0] += 4.0
     pending = make_step(
         harness,
+        DeletionRequest(UPLOAD, "other-track"),
         job_id="0123456789abcdef01234567",  # a job still running: nothing to learn yet
         accepted_at=harness.clock[0] - 2.0,
-        request=DeletionRequest(UPLOAD, "other-track"),
-        request_id=DeletionRequest(UPLOAD, "other-track").request_id(None),
     )
     deliver(harness, pending)
     [payload] = harness.queue.payloads()
     assert payload["pending_at"] == pytest.approx(2.0)  # carried to the next poll, signed
     done = make_step(
-        harness, job_id=job_id, accepted_at=harness.clock[0] - 4.0, number=2, pending_at=1.5
+        harness,
+        REQUEST,
+        job_id=job_id,
+        accepted_at=harness.clock[0] - 4.0,
+        number=2,
+        pending_at=1.5,
     )
     deliver(harness, done)
     assert mine.planner.value.recent == ((1.5, 4.0),)

@@ -11,12 +11,12 @@ import pytest
 from adapters.callback_sender import DeliveryResult
 from core.headers import Headers
 from core.record import SWEEP_GRACE, Record, callback_deadline, due_at, sweep_action
-from devstack.datocms_simulator import DatoCMSSimulator
+from devstack.datocms_simulator import DEMO_UPLOAD_ID, DatoCMSSimulator
 from handlers import intake, records, steps
 from handlers.responses import Reply
 from tests.conftest import Harness
 
-UPLOAD, TRACK = "q0VNpiNQSkG6z0lif_O1zg", "track1"
+UPLOAD, TRACK = DEMO_UPLOAD_ID, "track1"
 HOOK = "https://hooks.example.com/done"
 FAILED = DeliveryResult(delivered=False, status=500, reason="HTTP 500")
 

@@ -20,16 +20,34 @@ from typing import IO, Any
 import pytest
 
 from core.headers import Headers
-from devstack.datocms_simulator import DatoCMSSimulator, RequestRecord
+from devstack.datocms_simulator import (
+    DEMO_TRACK_ID,
+    DEMO_UPLOAD_ID,
+    DatoCMSSimulator,
+    RequestRecord,
+)
 from handlers import intake
 from handlers.responses import Reply
 from tests.conftest import Harness
 from tests.netguard import loopback_guard as loopback_guard  # re-exported for the modules here
 
-UPLOAD = "q0VNpiNQSkG6z0lif_O1zg"
-TRACK = "xBe7u01029ipxBLQhYzZCJ1cke01zCkuUsgnYtH0017nNzbpv2YcsoMDmw"
+UPLOAD = DEMO_UPLOAD_ID
+TRACK = DEMO_TRACK_ID
 PUBLIC_CALLBACK = "https://hooks.example.com/track-deleted"
 MAX_BODY = 64 * 1024
+#: Every method the two HTTP entry points must refuse with 405 (lower-case `post` too).
+NON_POST_METHODS = (
+    "GET",
+    "HEAD",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "OPTIONS",
+    "TRACE",
+    "CONNECT",
+    "PROPFIND",
+    "post",
+)
 
 _SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*\Z")
 
@@ -46,13 +64,13 @@ HOSTILE_IDS = {
     "percent-2E": "%2E%2E",
     "cr-lf-header-injection": "a\r\nX-Injected: 1",
     "lf": "a\nb",
-    "trailing-lf": "q0VNpiNQSkG6z0lif_O1zg\n",
-    "trailing-cr": "q0VNpiNQSkG6z0lif_O1zg\r",
+    "trailing-lf": f"{DEMO_UPLOAD_ID}\n",
+    "trailing-cr": f"{DEMO_UPLOAD_ID}\r",
     "nul": "a\x00b",
     "tab": "a\tb",
     "space-inside": "a b",
-    "leading-space": " q0VNpiNQSkG6z0lif_O1zg",
-    "trailing-space": "q0VNpiNQSkG6z0lif_O1zg ",
+    "leading-space": f" {DEMO_UPLOAD_ID}",
+    "trailing-space": f"{DEMO_UPLOAD_ID} ",
     "query": "a?x=1",
     "fragment": "a#x",
     "backslash": "a\\b",
@@ -60,7 +78,7 @@ HOSTILE_IDS = {
     "cyrillic-a": "q0VNpiNQSkG6z0lif_O1z\u0430",
     "greek-omicron": "q0VNpiNQSkG6z0lif_\u03bf1zg",
     "zero-width-space": "q0VNpi\u200bNQSkG6z0lif_O1zg",
-    "combining-mark": "q0VNpiNQSkG6z0lif_O1zg\u0301",
+    "combining-mark": f"{DEMO_UPLOAD_ID}\u0301",
     "rtl-override": "q0VNpi\u202eNQSkG6z0lif_O1zg",
     "empty": "",
 }

@@ -30,6 +30,7 @@ from tests.security import (
     HOSTILE_CALLBACKS,
     HOSTILE_IDS,
     MAX_BODY,
+    NON_POST_METHODS,
     PUBLIC_CALLBACK,
     TRACK,
     UPLOAD,
@@ -435,10 +436,7 @@ def test_a_content_type_that_is_not_application_json_gets_415(
     scene.assert_nothing_went_out()
 
 
-@pytest.mark.parametrize(
-    "method",
-    ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "post"],
-)
+@pytest.mark.parametrize("method", NON_POST_METHODS)
 def test_every_method_but_post_gets_405(scene: Scene, method: str) -> None:
     reply = post_json(scene.harness, request(), method=method)
     assert_refused(reply, 405, "method_not_allowed")

@@ -21,11 +21,12 @@ import pytest
 
 from core.model import DeletionRequest, Step
 from core.signing import seal_task
+from devstack.datocms_simulator import DEMO_UPLOAD_ID
 from devstack.stack import LocalStack
 
 pytestmark = pytest.mark.xdist_group("security-stack")
 
-UPLOAD = "q0VNpiNQSkG6z0lif_O1zg"
+UPLOAD = DEMO_UPLOAD_ID
 
 
 @pytest.fixture(scope="module")

@@ -35,13 +35,14 @@ import requests
 
 import devstack.datocms_simulator as simulator_module
 from core.settings import decode_webhook_secret
+from devstack.datocms_simulator import DEMO_UPLOAD_ID
 from devstack.receiver import Delivery
 from devstack.stack import LocalStack, Secrets
 from tests.security import loopback_guard
 
 pytestmark = pytest.mark.xdist_group("security-stack")
 
-UPLOAD = "q0VNpiNQSkG6z0lif_O1zg"
+UPLOAD = DEMO_UPLOAD_ID
 WAIT = 20.0
 STACK_ENV = {
     "CALLBACK_MAX_ATTEMPTS": "3",
@@ -257,7 +258,7 @@ def transcript() -> Iterator[Transcript]:
 
         main_secrets = Secrets()
         record.secrets.update(secret_forms("main stack", main_secrets))
-        with LocalStack(env=STACK_ENV, secrets_=main_secrets) as stack:
+        with LocalStack(env=STACK_ENV, keys=main_secrets) as stack:
             try:
                 _play_main_stack(stack, record)
             finally:
@@ -268,7 +269,7 @@ def transcript() -> Iterator[Transcript]:
         record.secrets.update(secret_forms("second stack", other_secrets))
         record.secrets["the wrong DatoCMS token"] = wrong
         env = {**STACK_ENV, "DATOCMS_API_TOKEN": wrong}
-        with LocalStack(env=env, secrets_=other_secrets) as stack:
+        with LocalStack(env=env, keys=other_secrets) as stack:
             try:
                 _play_wrong_datocms_token(stack, record, wrong)
             finally:

@@ -35,8 +35,10 @@ from devstack.datocms_simulator import DatoCMSSimulator
 from devstack.stack import new_webhook_secret
 from handlers import chain, records, steps
 from handlers.responses import Reply
-from tests.conftest import Harness, accept
+from tests.conftest import Harness
+from tests.conftest import make_step as accepted_step
 from tests.security import (
+    NON_POST_METHODS,
     PUBLIC_CALLBACK,
     TRACK,
     UPLOAD,
@@ -70,21 +72,7 @@ def make_step(
     request = DeletionRequest(
         UPLOAD, TRACK, callback_url=callback_url, metadata={"ticket": "SUB-42"}
     )
-    now = harness.clock[0]
-    fields: dict[str, Any] = {
-        "kind": kind,
-        "request_id": request.request_id(None),
-        "request": request,
-        "environment": None,
-        "accepted_at": now,
-        "number": 1,
-        "not_after": chain.step_not_after(now, harness.service),
-        "failures": 1,
-    }
-    fields.update(changes)
-    made = Step(**fields)
-    accept(harness, made)
-    return made
+    return accepted_step(harness, request, kind, **{"failures": 1, **changes})
 
 
 def callback_step(harness: Harness, **changes: Any) -> Step:
@@ -298,13 +286,14 @@ def test_an_endless_task_body_gets_401_after_reading_at_most_the_limit_plus_one(
     scene.assert_nothing_went_out()
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+@pytest.mark.parametrize("method", NON_POST_METHODS)
 def test_a_genuine_task_sent_with_another_method_gets_405_and_is_not_run(
     scene: Scene, method: str
 ) -> None:
     harness = scene.harness
     reply = deliver(harness, seal(harness, make_step(harness)), method=method)
     assert_refused(reply, 405, "method_not_allowed")
+    assert reply.headers["Allow"] == "POST"
     scene.assert_nothing_went_out()
 
 
