@@ -110,6 +110,7 @@ def still_running(record: Record, step: Step) -> bool:
 def carry_out(service: Service, current: Step, action: Action, log: Log) -> None:
     """`chain.carry_out` for the chain of one matched track: its entry, not the record."""
     now = service.wall()
+    action = selector.from_own_delete(current, action, now, service.policy, service.rand())
     if isinstance(action, Finish):
         log.info("track finished", status=action.outcome.status, job_id=action.outcome.job_id)
         _conclude(

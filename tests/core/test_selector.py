@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from typing import Any
@@ -9,21 +10,23 @@ from typing import Any
 import pytest
 
 from core import selector, validation
-from core.datocms import ListedTrack, interpret_list
+from core.datocms import Job, ListedTrack, interpret_list
 from core.errors import (
     DatoCMSAuthError,
     DatoCMSBadResponse,
+    DatoCMSHeldBack,
     DatoCMSNotFound,
     DatoCMSRefused,
     DatoCMSUnavailable,
 )
-from core.flow import Finish, Schedule
+from core.flow import Finish, Schedule, after_delete, after_poll
 from core.headers import Headers
 from core.model import DeletionRequest, Outcome, Step
 from core.polling import PollPolicy
 from core.record import Callback, Record, status_resource
 
 POLICY = PollPolicy(initial=1.0, maximum=30.0, timeout=900.0)
+COLD = PollPolicy(initial=1.0, maximum=30.0, timeout=900.0, linear=True)
 T0 = 1_800_000_000.0
 
 
@@ -260,3 +263,92 @@ def test_another_acceptances_steps_change_nothing() -> None:
     current, record = fanned_out()
     other = replace(current, accepted_at=T0 + 99)
     assert finish(record, other, 0, Outcome("deleted")) is record
+
+
+# --------------------------------------------------------------------------- the fan-out's pace
+
+
+def first_deletes(count: int) -> list[float]:
+    current, record = fanned_out(count)
+    return [
+        selector.track_step(current, index, entry)[1]
+        for index, entry in enumerate(record.tracks or [])
+    ]
+
+
+def test_the_first_deletes_go_one_per_request_the_rate_limit_admits() -> None:
+    delays = first_deletes(selector.MAX_TRACKS)
+    assert delays[0] == 0.0
+    assert all(b - a == pytest.approx(3.0 / 60) for a, b in itertools.pairwise(delays))
+
+
+def test_no_window_of_the_rate_limit_holds_more_first_deletes_than_it_admits() -> None:
+    delays = first_deletes(selector.MAX_TRACKS)
+    for start in delays:
+        inside = [d for d in delays if start <= d < start + selector.RATE_WINDOW - 1e-9]
+        assert len(inside) <= selector.RATE_LIMIT
+
+
+def track_delete(offset: float, index: int = 1) -> Step:
+    """Track `index`'s DELETE step, run `offset` seconds after the request's acceptance."""
+    current, record = fanned_out(index + 1)
+    first, _ = selector.track_step(current, index, (record.tracks or [])[index])
+    return first
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.1, 2.45, 2.6, 4.9])
+def test_a_tracks_first_poll_waits_after_its_delete_as_long_as_a_single_tracks(
+    offset: float,
+) -> None:
+    single = replace(track_delete(0.0), track_index=None, number=0)
+    alone = after_delete(single, Job("j0"), T0, COLD, 0.5)
+    deleting = track_delete(offset)
+    now = T0 + offset
+    planned = selector.from_own_delete(
+        deleting, after_delete(deleting, Job("j1"), now, COLD, 0.5), now, COLD, 0.5
+    )
+    assert isinstance(alone, Schedule) and isinstance(planned, Schedule)
+    assert planned.delay == alone.delay == COLD.initial
+    assert planned.step == deleting.next("poll", job_id="j1", failures=0)
+
+
+def test_a_learned_plan_sets_a_tracks_first_poll_from_its_delete() -> None:
+    seen: list[tuple[float, int]] = []
+
+    def plan(elapsed: float, polls: int) -> float:
+        seen.append((elapsed, polls))
+        return 2.0
+
+    learned = replace(COLD, planner=plan, jitter=0.0)
+    deleting = track_delete(3.0)
+    planned = selector.from_own_delete(
+        deleting, after_delete(deleting, Job("j1"), T0 + 3, learned, 0.5), T0 + 3, learned, 0.5
+    )
+    assert isinstance(planned, Schedule) and planned.delay == 2.0
+    assert seen[-1] == (0.0, 0)
+
+
+def test_a_tracks_first_poll_never_goes_past_the_deadline() -> None:
+    deleting = track_delete(0.0)
+    now = T0 + COLD.timeout - 0.25
+    planned = selector.from_own_delete(
+        deleting, Schedule(deleting.next("poll", job_id="j1"), 0.25), now, COLD, 0.5
+    )
+    assert isinstance(planned, Schedule) and planned.delay == pytest.approx(0.25)
+
+
+def test_every_other_action_is_kept_as_it_is() -> None:
+    deleting = track_delete(2.5)
+    now = T0 + 2.5
+    polling = deleting.next("poll", job_id="j1")
+    kept = [
+        (polling, after_poll(polling, None, now, COLD, 0.5)),  # a poll that saw it running
+        (
+            deleting,
+            after_delete(deleting, DatoCMSHeldBack("held", retry_after=0.2), now, COLD, 0.5),
+        ),
+        (deleting, Finish(Outcome("not_found"), 0)),
+        (replace(deleting, track_index=None), after_delete(deleting, Job("j1"), now, COLD, 0.5)),
+    ]
+    for current, action in kept:
+        assert selector.from_own_delete(current, action, now, COLD, 0.5) is action

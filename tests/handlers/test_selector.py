@@ -334,7 +334,19 @@ def test_the_fan_out_is_spread_and_each_track_has_its_own_task_names(harness: Ha
     ]  # fmt: skip
     delays = [delay for _, delay, _ in firsts]
     assert delays == sorted(delays) and delays[0] == 0
-    assert min(b - a for a, b in itertools.pairwise(delays)) >= 2 * 3.0 / 60 - 1e-9
+    assert min(b - a for a, b in itertools.pairwise(delays)) >= 3.0 / 60 - 1e-9
+
+
+def test_a_tracks_first_poll_is_planned_from_its_own_delete(harness: Harness) -> None:
+    submit(harness, {"all": True})
+    deliver(harness, harness.queue.enqueued.pop(0)[0].body)  # the listing
+    deletes = [task.body for task, _, _ in harness.queue.enqueued]
+    harness.queue.enqueued.clear()
+    harness.clock[0] += 2.5  # the cold schedule from the acceptance would poll at 3 s
+    deliver(harness, deletes[3])
+    ((task, delay, _),) = harness.queue.enqueued
+    assert payload_of(task.body)["kind"] == "poll"
+    assert delay == harness.service.settings.poll_initial_delay
 
 
 def test_a_redelivered_delete_task_never_deletes_twice(
