@@ -198,8 +198,12 @@ def _poll(service: Service, step: Step, log: Log) -> Action:
 
 
 def _learn(service: Service, step: Step, result: object, *, elapsed: float) -> None:
-    """Share a finished job's duration: after the last poll that saw it running, by now."""
-    if service.learning is not None and isinstance(result, Done):
+    """Share a finished job's duration: after the last poll that saw it running, by now.
+
+    Only single-track requests teach: a selector's track was deleted some time after the
+    request's acceptance (the fan-out), which would lengthen every duration it reports.
+    """
+    if service.learning is not None and isinstance(result, Done) and step.track_index is None:
         service.learning.observe(step.pending_at or 0.0, elapsed)
 
 

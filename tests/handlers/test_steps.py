@@ -6,6 +6,7 @@ import io
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -314,3 +315,20 @@ def test_a_failed_attempt_does_not_block_the_queues_retry(harness: Harness) -> N
     harness.sender.answers = [FAILED]
     assert deliver(harness, step).status == 502
     assert deliver(harness, step, retry_count=1).body["status"] == "delivered"
+
+
+def test_a_selectors_track_does_not_teach_the_shared_durations(harness: Harness) -> None:
+    from adapters.shared_learning import SharedLearning
+    from core.datocms import Done
+    from core.learning import LearningConfig
+
+    shared = SharedLearning(
+        harness.service.shared, LearningConfig(), lambda: harness.clock[0], harness.service.log
+    )
+    harness.service.learning = shared
+    single = make_step(harness, REQUEST, job_id="j", pending_at=1.0)
+    done = Done(http_status=200, payload=None)
+    steps._learn(harness.service, replace(single, track_index=3), done, elapsed=9.0)
+    assert shared.planner.value.seen == 0  # the fan-out's delay would lengthen it
+    steps._learn(harness.service, single, done, elapsed=2.0)
+    assert shared.planner.value.recent == ((1.0, 2.0),)
