@@ -99,7 +99,9 @@ def build_queue(settings: Settings, log: Log) -> TaskQueue:
     if settings.tasks_backend == "cloudtasks":
         from adapters.cloud_tasks import CloudTasksQueue  # noqa: PLC0415 (keeps gRPC off the local path)
 
-        return CloudTasksQueue.from_settings(settings)
+        queue = CloudTasksQueue.from_settings(settings)
+        queue.warm()  # the gRPC client is made while the first request does other work
+        return queue
     from adapters.local_queue import LocalTaskQueue  # noqa: PLC0415
 
     return LocalTaskQueue.from_settings(settings, log)
