@@ -19,7 +19,7 @@ from typing import Any
 
 import flask
 import functions_framework
-from cloudevents.http import CloudEvent
+from cloudevents.http import CloudEvent  # imported by functions_framework already
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 
 from adapters.log import Log, error_report
@@ -27,7 +27,7 @@ from adapters.service import Service, build_service
 from core.errors import Misconfigured, ServiceError
 from core.headers import Headers
 from core.settings import Settings
-from handlers import intake, steps
+from handlers import intake
 from handlers.responses import Reply, error, reply_for
 
 _LOG = Log()
@@ -91,6 +91,9 @@ def delete_track(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def poll_job(request: flask.Request) -> flask.Response:
     """Target of every task the service enqueues."""
+    # Imported here: the intake's first request (a cold start) compiles less.
+    from handlers import steps  # noqa: PLC0415
+
     return _guarded(
         "poll_job",
         lambda svc: steps.handle_http(

@@ -12,6 +12,7 @@ a delay beyond 30 days, a naive clock) raise `ValueError`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
@@ -125,6 +126,18 @@ class CloudTasksQueue:
                     self._client = self._create_client()
                 client = self._client
         return client
+
+    def warm(self) -> None:
+        """Create the client in a background thread (imports, channel), so that a first
+        request overlaps that work with its own; a failure here is left to the first call."""
+        if self._client is not None:
+            return
+        threading.Thread(target=self._warm, name="cloud-tasks-warm", daemon=True).start()
+
+    def _warm(self) -> None:
+        # A failure is left to the first call: it creates the client again, and says why.
+        with contextlib.suppress(Exception):
+            self.client  # noqa: B018 (the property creates it)
 
     def _create_client(self) -> Any:
         # Imported lazily (PLC0415): `import adapters.cloud_tasks` must stay cheap.

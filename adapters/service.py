@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import random
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import requests
 
-from adapters.callback_sender import CallbackSender, DeliveryResult
 from adapters.datocms import DatoCMSClient
 from adapters.log import Log
 from adapters.shared_hold import SharedHold
@@ -29,6 +29,9 @@ from core.recent import RecentKeys
 from core.settings import Settings
 from core.state import StateStore
 
+if TYPE_CHECKING:
+    from adapters.callback_sender import CallbackSender, DeliveryResult
+
 DEDUP_SECONDS = 3600.0
 #: How long a step may be remembered as running; every step is bounded far below this
 #: (a callback attempt by 15 s, a DatoCMS call by its 25 s timeouts).
@@ -39,6 +42,27 @@ class Sender(Protocol):
     """Delivers one signed callback (`adapters.callback_sender.CallbackSender`)."""
 
     def deliver(self, url: str, body: bytes, headers: Mapping[str, str]) -> DeliveryResult: ...
+
+
+class LazySender:
+    """A `CallbackSender` built on the first delivery: the intake never sends a callback,
+    and its first request (a cold start) need not import the callback transport."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self._allow_private = allow_private
+        self._lock = threading.Lock()
+        self._sender: CallbackSender | None = None
+
+    def deliver(self, url: str, body: bytes, headers: Mapping[str, str]) -> DeliveryResult:
+        sender = self._sender
+        if sender is None:
+            with self._lock:
+                if self._sender is None:
+                    from adapters.callback_sender import CallbackSender  # noqa: PLC0415
+
+                    self._sender = CallbackSender(allow_private=self._allow_private)
+                sender = self._sender
+        return sender.deliver(url, body, headers)
 
 
 @dataclass
@@ -75,7 +99,9 @@ def build_queue(settings: Settings, log: Log) -> TaskQueue:
     if settings.tasks_backend == "cloudtasks":
         from adapters.cloud_tasks import CloudTasksQueue  # noqa: PLC0415 (keeps gRPC off the local path)
 
-        return CloudTasksQueue.from_settings(settings)
+        queue = CloudTasksQueue.from_settings(settings)
+        queue.warm()  # the gRPC client is made while the first request does other work
+        return queue
     from adapters.local_queue import LocalTaskQueue  # noqa: PLC0415
 
     return LocalTaskQueue.from_settings(settings, log)
@@ -108,7 +134,7 @@ def build_service(settings: Settings, log: Log) -> Service:
             hold=SharedHold(shared, time.time),
         ),
         queue=build_queue(settings, log),
-        sender=CallbackSender(allow_private=settings.callback_allow_private_networks),
+        sender=LazySender(allow_private=settings.callback_allow_private_networks),
         records=build_store(settings, "requests"),
         shared=shared,
     )

@@ -109,6 +109,7 @@ class FirestoreStateStore:
         self.base = f"{origin}/v1/{self.database_path}/documents"
         self.timeout = timeout
         self._session = session
+        self._given_session = session is not None
         self._lock = threading.Lock()
 
     # --- transport -------------------------------------------------------------------
@@ -136,15 +137,23 @@ class FirestoreStateStore:
         authorized: requests.Session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
         return authorized
 
-    def _call(self, method: str, url: str, body: Any = None) -> tuple[int, Any]:
-        """(status, parsed body) of a 2xx or 4xx answer; StateUnavailable otherwise."""
+    def _failures(self) -> tuple[type[Exception], ...]:
+        """What a call may raise: `google.auth` is imported only when credentials are used
+        (against the emulator, a plain session of this store's own: a cheaper first call)."""
+        if self.emulator_host and not self._given_session:
+            return (requests.RequestException, ValueError)
         from google.auth.exceptions import GoogleAuthError  # noqa: PLC0415
 
+        return (requests.RequestException, GoogleAuthError, ValueError)
+
+    def _call(self, method: str, url: str, body: Any = None) -> tuple[int, Any]:
+        """(status, parsed body) of a 2xx or 4xx answer; StateUnavailable otherwise."""
+        failures = self._failures()
         try:
             response = self.session.request(method, url, json=body, timeout=self.timeout)
             status = response.status_code
             parsed = response.json() if response.content else {}
-        except (requests.RequestException, GoogleAuthError, ValueError) as exc:
+        except failures as exc:
             raise StateUnavailable(f"Firestore {method} failed ({type(exc).__name__})") from exc
         if status >= 500 or status in (401, 403, 429):
             raise StateUnavailable(f"Firestore {method} answered {status}")

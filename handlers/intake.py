@@ -35,7 +35,7 @@ from core.model import DeletionRequest, Step
 from core.record import Record
 from core.signing import constant_time_equal
 from core.urlpolicy import CallbackURLRejected, parse_callback_url
-from handlers import chain, fanout, records, requests_api
+from handlers import chain, records
 from handlers.body import BodyUnreadable, read_at_most
 from handlers.responses import Reply, error, reply_for
 
@@ -147,6 +147,8 @@ def handle_http(
             headers={"WWW-Authenticate": 'Bearer, Basic realm="delete_track"'},
         )
     if path not in ("", "/"):
+        from handlers import requests_api  # noqa: PLC0415 (not on the deletion's cold path)
+
         answer_ = requests_api.route(
             service,
             method,
@@ -252,6 +254,8 @@ def submit(service: Service, request: DeletionRequest, log: Log) -> Reply:
         unanswered=record.unanswered,
     )
     if request.tracks is not None:  # a selector: listed and deleted from tasks
+        from handlers import fanout  # noqa: PLC0415 (not on a single deletion's cold path)
+
         return fanout.accept(service, intake, record, log)
     try:
         # The follow-up first: if the intake dies after this, task 1 carries on.
