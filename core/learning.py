@@ -525,10 +525,13 @@ def validated_saving(
         test = [i for i in range(len(observations)) if i % folds == fold]
         if not train or not test:
             return 0.0
+        # Planned as from these observations alone (its own grid: past the slowest of
+        # them, waits grow with the elapsed time).
+        train_grid = _grid_for([observations[i] for i in train], config.max_delay)
         fitted = estimate_survival(
-            [observations[i] for i in train], grid, weights=[weights[i] for i in train]
+            [observations[i] for i in train], train_grid, weights=[weights[i] for i in train]
         )
-        times = _planned_times(grid, fitted, config)
+        times = _planned_times(train_grid, fitted, config)
         held_out = estimate_survival(
             [observations[i] for i in test], grid, weights=[weights[i] for i in test]
         )
