@@ -518,24 +518,30 @@ def validated_saving(
     plan's choices suit. Heavy tails and wide spreads make both worse. Out of sample,
     neither flatters the plan: a saving that survives is one to expect."""
     folds = max(config.folds, 2)
-    grid = _grid_for(observations, config.max_delay)
+    count = len(observations)
+    fits: dict[tuple[int, ...], Curve] = {}
+
+    def fit(indices: tuple[int, ...]) -> Curve:
+        """The estimate from these observations alone, on their own grid (with 2 folds, each
+        half is fitted once: the training set of one fold is the test set of the other)."""
+        if indices not in fits:
+            chosen = [observations[i] for i in indices]
+            grid = _grid_for(chosen, config.max_delay)
+            survival = estimate_survival(chosen, grid, weights=[weights[i] for i in indices])
+            fits[indices] = Curve.of(grid, survival)
+        return fits[indices]
+
     learned_total = cold_total = 0.0
     for fold in range(folds):
-        train = [i for i in range(len(observations)) if i % folds != fold]
-        test = [i for i in range(len(observations)) if i % folds == fold]
+        train = tuple(i for i in range(count) if i % folds != fold)
+        test = tuple(i for i in range(count) if i % folds == fold)
         if not train or not test:
             return 0.0
-        # Planned as from these observations alone (its own grid: past the slowest of
-        # them, waits grow with the elapsed time).
-        train_grid = _grid_for([observations[i] for i in train], config.max_delay)
-        fitted = estimate_survival(
-            [observations[i] for i in train], train_grid, weights=[weights[i] for i in train]
-        )
-        times = _planned_times(train_grid, fitted, config)
-        held_out = estimate_survival(
-            [observations[i] for i in test], grid, weights=[weights[i] for i in test]
-        )
-        learned, cold = _costs(Curve.of(grid, held_out), times, config)
+        fitted = fit(train)
+        # Planned as from the training observations alone: past the slowest of them, waits
+        # grow with the elapsed time.
+        times = _planned_times(fitted.grid, fitted.survival, config)
+        learned, cold = _costs(fit(test), times, config)
         share = sum(weights[i] for i in test)
         learned_total += share * learned
         cold_total += share * cold
