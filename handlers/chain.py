@@ -9,6 +9,7 @@ request's record follows every step; the first final outcome recorded wins.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from adapters.log import LAST, Log
 from adapters.service import Service
@@ -17,19 +18,16 @@ from core.flow import Action, Finish, Schedule
 from core.model import DeletionRequest, Step, callback_body
 from core.record import Record
 from core.signing import seal_task
+from core.urlpolicy import parse_callback_url
 from handlers import records
-
-#: How long a step's signed body stays valid after its request's deadline
-#: (room for the steps queue's own retries).
-STEP_GRACE_SECONDS = 24 * 3600.0
 
 
 def step_not_after(accepted_at: float, service: Service) -> float:
-    return accepted_at + service.settings.poll_timeout + STEP_GRACE_SECONDS
+    return accepted_at + service.settings.poll_timeout + records.GRACE_SECONDS
 
 
 def callback_not_after(now: float, service: Service) -> float:
-    return now + records.callback_budget(service) + STEP_GRACE_SECONDS
+    return now + records.callback_budget(service) + records.GRACE_SECONDS
 
 
 def enqueue(service: Service, step: Step, delay: float) -> bool:
@@ -124,6 +122,33 @@ def callback_step(service: Service, record: Record, request: DeletionRequest) ->
     )
 
 
+def dead_lettered(
+    log: Log, callback: dict[str, Any], *, http_status: int | None, reason: str, **fields: Any
+) -> None:
+    """The one log line of a dead letter (an attempt's, or the sweep's): ERROR, with the whole
+    body, the last line of the request's operation; the dead-letter metric counts it."""
+    log.error(
+        "callback dead-lettered",
+        http_status=http_status,
+        reason=reason,
+        callback=callback,
+        event="callback_attempt",
+        callback_result="dead_letter",
+        outcome=callback.get("data", {}).get("status"),
+        operation=LAST,
+        **fields,
+    )
+
+
+def redacted_target(url: str, allow_private: bool) -> str:
+    """`scheme://host` of a callback URL, for the log."""
+    try:
+        target: str = parse_callback_url(url, allow_private=allow_private).redacted
+    except ValueError:
+        return "(invalid)"
+    return target
+
+
 def queue_callback(service: Service, current: Step, record: Record, log: Log) -> None:
     """Queue the callback of the final `record` (idempotent: the task name is fixed)."""
     outcome = record.outcome or {}
@@ -143,15 +168,7 @@ def queue_callback(service: Service, current: Step, record: Record, log: Log) ->
             **finished,
         )
         return
-    delivery = replace(
-        current.next("callback"),
-        not_after=callback_not_after(service.wall(), service),
-        polls=record.polls,
-        job_id=record.job_id,
-        callback=record.callback_body(),
-        resend=record.callback.resends,
-    )
-    created = enqueue(service, delivery, 0.0)
+    created = enqueue(service, callback_step(service, record, current.request), 0.0)
     log.info(
         "request finished; callback queued" if created else "callback already queued",
         status=record.status,

@@ -19,7 +19,8 @@ from core.sealing import NONCE_BYTES, seal, unseal
 from core.state import Document
 from core.urlpolicy import parse_callback_url
 
-#: Room past a request's deadline and its callback budget before its record may expire.
+#: Room past a request's deadline and its callback budget: before its record may expire,
+#: and before a task's signed body stops being honoured (the queues' own retries).
 GRACE_SECONDS = 24 * 3600.0
 
 Claim = Literal["won"] | Existing
@@ -36,19 +37,16 @@ def callback_budget(service: Service) -> float:
     return sum(policy.backoff(n) for n in range(1, policy.max_attempts))
 
 
-def running_for(service: Service) -> float:
-    """How long a request may stay unfinished: its deadline, then its callback budget."""
-    return service.settings.poll_timeout + callback_budget(service) + GRACE_SECONDS
-
-
 def document(service: Service, record: Record) -> Document:
     settings = service.settings
+    budget = callback_budget(service)
     return to_document(
         record,
         window=settings.idempotency_window,
         retention=settings.state_retention,
-        running_for=running_for(service),
-        budget=callback_budget(service),
+        # How long a request may stay unfinished: its deadline, then its callbacks.
+        running_for=settings.poll_timeout + budget + GRACE_SECONDS,
+        budget=budget,
     )
 
 

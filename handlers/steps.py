@@ -29,7 +29,6 @@ from core.headers import Headers
 from core.model import Step, encode
 from core.record import CallbackState, Record, callback_deadline
 from core.signing import MAX_TASK_BODY, open_task, webhook_signature
-from core.urlpolicy import parse_callback_url
 from handlers import chain, fanout, records, sweep
 from handlers.body import BodyUnreadable, read_at_most
 from handlers.responses import Reply, error, reply_for
@@ -233,7 +232,9 @@ def deliver_callback(service: Service, step: Step, record: Record, log: Log) -> 
         record
     )
     attempt = record.callback.attempts
-    log = log.bind(attempt=attempt, target=_redacted(url, settings.callback_allow_private_networks))
+    log = log.bind(
+        attempt=attempt, target=chain.redacted_target(url, settings.callback_allow_private_networks)
+    )
     deadline = callback_deadline(record, records.callback_budget(service))
     last = attempt >= settings.callback_max_attempts or (deadline is not None and now >= deadline)
     if not settings.callback_signing_keys:
@@ -302,21 +303,5 @@ def _end(service: Service, step: Step, state: CallbackState, status: int | None)
 
 def _dead_letter(service: Service, step: Step, status: int | None, reason: str, log: Log) -> Reply:
     _end(service, step, "dead_letter", status)
-    log.error(
-        "callback dead-lettered",
-        http_status=status,
-        reason=reason,
-        callback=step.callback,
-        event="callback_attempt",
-        callback_result="dead_letter",
-        outcome=(step.callback or {}).get("data", {}).get("status"),
-        operation=LAST,
-    )
+    chain.dead_lettered(log, step.callback or {}, http_status=status, reason=reason)
     return Reply(200, {"status": "dead_lettered"})
-
-
-def _redacted(url: str, allow_private: bool) -> str:
-    try:
-        return parse_callback_url(url, allow_private=allow_private).redacted
-    except ValueError:
-        return "(invalid)"

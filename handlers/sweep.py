@@ -30,7 +30,7 @@ def sweep(service: Service, log: Log) -> Reply:
         action = sweep_action(record, now, budget)
         if action == "dead_letter" and _dead_letter(service, record, now, budget, log):
             ended += 1
-        elif action == "resume" and _resume(service, record, now, log):
+        elif action == "resume" and _resume(service, record, now, budget, log):
             resumed += 1
         elif action == "requeue" and _requeue(service, record, log):
             requeued += 1
@@ -61,20 +61,23 @@ def _dead_letter(service: Service, record: Record, now: float, budget: float, lo
     updated = records.mutate(service, record.request_id, ended, now)
     if updated is None or updated.callback.state != "dead_letter" or updated.updated_at != now:
         return False
-    log.bind(request_id=record.request_id, upload_id=record.upload_id).error(
-        "callback dead-lettered",
-        attempt=updated.callback.attempts,
+    url = records.callback_url(service, updated)
+    chain.dead_lettered(
+        log.bind(request_id=record.request_id, upload_id=record.upload_id),
+        updated.callback_body(),
         http_status=updated.callback.last_status,
         reason="the callback's budget ran out (the queue gave up on it)",
-        target=f"https://{updated.callback.host}" if updated.callback.host else None,
-        callback=updated.callback_body(),
+        attempt=updated.callback.attempts,
+        target=chain.redacted_target(url, service.settings.callback_allow_private_networks)
+        if url is not None
+        else None,
     )
     return True
 
 
-def _resume(service: Service, record: Record, now: float, log: Log) -> bool:
+def _resume(service: Service, record: Record, now: float, budget: float, log: Log) -> bool:
     def leased(current: Record) -> Record:
-        if sweep_action(current, now, records.callback_budget(service)) != "resume":
+        if sweep_action(current, now, budget) != "resume":
             return current
         return current.touched(now, lease_until=now + LEASE_SECONDS)
 

@@ -77,6 +77,10 @@ def test_a_callback_the_queue_gave_up_on_is_dead_lettered_once_by_the_sweep(
     assert record is not None and record.callback.state == "dead_letter"
     [letter] = [e for e in harness.logs.entries() if e["message"] == "callback dead-lettered"]
     assert letter["severity"] == "ERROR" and letter["callback"]["data"]["request_id"] == request_id
+    # The same line an attempt writes: the dead-letter metric and alert count it.
+    assert letter["event"] == "callback_attempt" and letter["callback_result"] == "dead_letter"
+    assert letter["logging.googleapis.com/operation"]["last"] is True
+    assert letter["target"] == "https://hooks.example.com"
     assert "/done" not in str(letter)
 
 
