@@ -214,7 +214,7 @@ resource "google_monitoring_alert_policy" "dead_letter" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "A callback receiver did not accept a callback within its attempts (or answered 410). The deletion itself is final. List them with `GET /requests?callback=dead_letter` on delete_track and re-deliver: see docs/OPERATIONS.md, \"Dead letters\"."
+    content   = "A callback receiver did not accept a callback within its attempts (or answered 410). The deletion itself is final. List them with `GET /requests?callback=dead_letter` on delete_track and re-deliver: see docs/OPERATIONS.md, \"Re-delivering dead letters\"."
   }
 
   depends_on = [google_project_service.monitoring, google_logging_metric.dead_letters]
@@ -260,7 +260,7 @@ resource "google_monitoring_alert_policy" "failure_rate" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "More than ${var.alert_failure_rate_threshold * 100}% of the requests that ended in the last 15 minutes failed or timed out. Look at the failures' `error` field (docs/OPERATIONS.md, \"Queries\"); during a DatoCMS incident, pause the queues."
+    content   = "More than ${var.alert_failure_rate_threshold * 100}% of the requests that ended in the last 15 minutes failed or timed out. Look at the failures' `error` field (docs/OPERATIONS.md, \"Logs Explorer queries\"); during a DatoCMS incident, pause the queues."
   }
 
   depends_on = [google_project_service.monitoring, google_logging_metric.deletions]
