@@ -8,10 +8,11 @@ A store that cannot be read holds nothing back: the instance's own hold still ap
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from core.errors import StateUnavailable
-from core.state import Document, StateStore, update
+from core.state import Document, StateStore, upsert
 
 KEY = "datocms-hold"
 
@@ -46,12 +47,8 @@ class SharedHold:
                 return document
             return _document(until)
 
-        try:
-            absent = update(self._store, KEY, later, now=now) is None
-            if absent and self._store.create(_document(until), now=now) is None:
-                update(self._store, KEY, later, now=now)  # created meanwhile by another
-        except StateUnavailable:
-            pass  # this instance still holds its own calls
+        with contextlib.suppress(StateUnavailable):  # this instance still holds its own calls
+            upsert(self._store, KEY, later, lambda: _document(until), now=now)
 
 
 def _document(until: float) -> Document:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from adapters.log import Log
 from core.errors import StateUnavailable
 from core.learning import LearnedDurations, LearningConfig, SharedPlanner
-from core.state import Document, StateStore, update
+from core.state import Document, StateStore, upsert
 
 KEY = "job-durations"
 REFRESH_SECONDS = 30.0
@@ -62,20 +62,17 @@ class SharedLearning:
         """Add one finished job (seconds after acceptance) to the shared estimate."""
         now = self._wall()
 
-        def added(document: Document) -> Document:
-            try:
-                value = _value(document)
-            except ValueError:
-                value = LearnedDurations()  # not ours, or an older format: start afresh
+        def observed(value: LearnedDurations) -> Document:
             return _document(value.observe(low, high, self._config), now)
 
+        def added(document: Document) -> Document:
+            try:
+                return observed(_value(document))
+            except ValueError:  # not ours, or an older format: start afresh
+                return observed(LearnedDurations())
+
         try:
-            stored = update(self._store, KEY, added, now=now)
-            if stored is None:
-                fresh = _document(LearnedDurations().observe(low, high, self._config), now)
-                stored = self._store.create(fresh, now=now) or update(
-                    self._store, KEY, added, now=now
-                )
+            stored = upsert(self._store, KEY, added, lambda: observed(LearnedDurations()), now=now)
             if stored is not None:
                 self.planner.update(_value(stored.document))
         except (StateUnavailable, ValueError) as failure:

@@ -149,3 +149,19 @@ def update(
         if written is not None:
             return written
     raise StateUnavailable(f"state document {key} kept changing ({attempts} attempts)")
+
+
+def upsert(
+    store: StateStore,
+    key: str,
+    change: Callable[[Document], Document | None],
+    absent: Callable[[], Document],
+    *,
+    now: float,
+) -> Stored | None:
+    """`update` the document `key`, or create `absent()` when there is none; when another
+    writer creates it first, `update` theirs. Raises `StateUnavailable` like `update`."""
+    stored = update(store, key, change, now=now)
+    if stored is None:
+        stored = store.create(absent(), now=now) or update(store, key, change, now=now)
+    return stored

@@ -11,7 +11,7 @@ from adapters.state_firestore import FirestoreStateStore, to_fields
 from adapters.state_sqlite import SQLiteStateStore
 from adapters.state_store import open_state_store
 from core.errors import Misconfigured, StateUnavailable
-from core.state import Document, Stored, decode_cursor, encode_cursor, update
+from core.state import Document, Stored, decode_cursor, encode_cursor, update, upsert
 
 T = 1_900_000_000.0
 
@@ -98,3 +98,32 @@ def test_the_factory_names_the_missing_or_wrong_setting() -> None:
 
     assert missing.value.variables == ("FIRESTORE_PROJECT",)
     assert unknown.value.variables == ("STATE_BACKEND",)
+
+
+def test_upsert_creates_when_absent_and_changes_when_present(tmp_path: Path) -> None:
+    store = SQLiteStateStore(tmp_path / "s.db", "shared")
+
+    def counted(doc: Document) -> Document:
+        return Document(doc.key, {"n": doc.data["n"] + 1}, doc.expires_at)
+
+    def first() -> Document:
+        return Document("k", {"n": 1}, 100.0)
+
+    created = upsert(store, "k", counted, first, now=0.0)
+    changed = upsert(store, "k", counted, first, now=0.0)
+    assert created is not None and created.document.data == {"n": 1}
+    assert changed is not None and changed.document.data == {"n": 2}
+
+
+def test_upsert_changes_the_document_a_racing_writer_created_first(tmp_path: Path) -> None:
+    store = SQLiteStateStore(tmp_path / "s.db", "shared")
+
+    def counted(doc: Document) -> Document:
+        return Document(doc.key, {"n": doc.data["n"] + 1}, doc.expires_at)
+
+    def first() -> Document:  # another writer creates it between our read and our create
+        store.create(Document("k", {"n": 10}, 100.0), now=0.0)
+        return Document("k", {"n": 1}, 100.0)
+
+    stored = upsert(store, "k", counted, first, now=0.0)
+    assert stored is not None and stored.document.data == {"n": 11}
