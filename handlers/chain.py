@@ -76,6 +76,13 @@ def concluded(record: Record, step: Step, finish: Finish, now: float) -> Record:
     )
 
 
+def recorded(record: Record, step: Step, action: Action, now: float) -> Record:
+    """`record` after `step` decided `action`: its progress, or its final outcome."""
+    if isinstance(action, Finish):
+        return concluded(record, step, action, now)
+    return progressed(record, step, action, now)
+
+
 def carry_out(service: Service, current: Step, action: Action, log: Log) -> None:
     """Enqueue what `action` asks for after `current`, and record it."""
     if isinstance(action, Finish):

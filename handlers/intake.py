@@ -288,24 +288,13 @@ def _delete(service: Service, intake: Step, record: Record, version: str | None,
     action = after_delete(intake, result, now, service.policy, service.rand())
     known = (record, version) if version is not None else None
     try:
-        if isinstance(action, Finish):
-            finish = action
-            records.mutate(
-                service,
-                intake.request_id,
-                lambda r: chain.concluded(r, intake, finish, now),
-                now,
-                known=known,
-            )
-        else:
-            schedule = action
-            records.mutate(
-                service,
-                intake.request_id,
-                lambda r: chain.progressed(r, intake, schedule, now),
-                now,
-                known=known,
-            )
+        records.mutate(
+            service,
+            intake.request_id,
+            lambda r: chain.recorded(r, intake, action, now),
+            now,
+            known=known,
+        )
     except StateUnavailable as failure:
         # The DELETE went out: task 1 finds the lease expired and carries on.
         log.warning("could not record the DELETE's answer", reason=str(failure))

@@ -127,22 +127,18 @@ def mutate(
     Returns the record as written, the record unchanged when `change` returned it
     as is, or None when there is no record. Raises `StateUnavailable`.
     """
-    if known is not None:  # the record as this caller last wrote it: no read first
-        record, version = known
+    for attempt in range(attempts):
+        if attempt == 0 and known is not None:
+            record, version = known  # as this caller last wrote it: no read first
+        else:
+            stored = service.records.get(request_id, now=now)
+            if stored is None:
+                return None
+            record, version = Record.from_json(stored.document.data), stored.version
         changed = change(record)
         if changed is record:
             return record
         if service.records.replace(document(service, changed), version=version):
-            return changed
-    for _ in range(attempts):
-        stored = service.records.get(request_id, now=now)
-        if stored is None:
-            return None
-        record = Record.from_json(stored.document.data)
-        changed = change(record)
-        if changed is record:
-            return record
-        if service.records.replace(document(service, changed), version=stored.version):
             return changed
     raise StateUnavailable(f"the record {request_id} kept changing")
 
