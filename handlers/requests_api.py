@@ -107,8 +107,8 @@ def resend(service: Service, request_id: str, log: Log) -> Reply:
 
 def _resend(service: Service, record: Record, log: Log) -> bool:
     """Open a new callback sequence for `record` and queue its first attempt."""
-    url = records.callback_url(service, record)
-    if url is None:
+    request = records.request_of(service, record)  # the callback URL unsealed, once
+    if request.callback_url is None:
         log.error("the sealed callback URL cannot be opened (task signing keys rotated?)")
         raise RequestRejected(
             422, "no_callback", "The callback URL can no longer be read; it cannot be re-sent."
@@ -123,7 +123,6 @@ def _resend(service: Service, record: Record, log: Log) -> bool:
     updated = records.mutate(service, record.request_id, reopened, now)
     if updated is None:
         return False
-    request = records.request_of(service, updated)
     step = chain.callback_step(service, updated, request)
     chain.enqueue(service, step, 0.0)
     log.bind(request_id=updated.request_id).info(
