@@ -41,11 +41,7 @@ def accept(service: Service, intake: Step, record: Record, log: Log) -> Reply:
     except StateUnavailable as failure:  # the listing task carries on regardless
         log.warning("could not record the acceptance", reason=str(failure))
     log.info("selector request accepted; listing queued", selector=intake.request.tracks)
-    return Reply(
-        202,
-        {"request_id": intake.request_id, "status": "queued"},
-        {"Location": records.location(service, intake.request_id)},
-    )
+    return records.accepted(service, 202, intake.request_id, "queued")
 
 
 def run_list(service: Service, step: Step, record: Record, log: Log, now: float) -> Reply:

@@ -233,7 +233,7 @@ def submit(service: Service, request: DeletionRequest, log: Log) -> Reply:
     )
     if verdict == "duplicate":
         log.info("duplicate request", first_accepted=record.created_at)
-        return _status(service, 200, request_id, "duplicate")
+        return records.accepted(service, 200, request_id, "duplicate")
     if verdict == "in_progress":
         log.info("request with this id is being decided right now")
         return error(
@@ -301,14 +301,6 @@ def _delete(service: Service, intake: Step, record: Record, version: str | None,
     return _accepted(service, intake.request_id, action, log)
 
 
-def _status(service: Service, status: int, request_id: str, state: str, **extra: Any) -> Reply:
-    return Reply(
-        status,
-        {"request_id": request_id, "status": state, **extra},
-        {"Location": records.location(service, request_id)},
-    )
-
-
 def _accepted(service: Service, request_id: str, action: Schedule | Finish, log: Log) -> Reply:
     if isinstance(action, Schedule):
         if action.step.kind == "poll":
@@ -318,14 +310,14 @@ def _accepted(service: Service, request_id: str, action: Schedule | Finish, log:
                 event="request_accepted",
                 operation=FIRST,
             )
-            return _status(service, 202, request_id, "pending", job_id=action.step.job_id)
+            return records.accepted(service, 202, request_id, "pending", job_id=action.step.job_id)
         log.warning(
             "DatoCMS unavailable; deletion queued",
             delay_seconds=round(action.delay, 3),
             event="request_accepted",
             operation=FIRST,
         )
-        return _status(service, 202, request_id, "queued")
+        return records.accepted(service, 202, request_id, "queued")
     outcome = action.outcome  # at the intake: a refusal, or a track that does not exist
     log.info(
         "deletion finished at intake",
@@ -347,8 +339,8 @@ def _accepted(service: Service, request_id: str, action: Schedule | Finish, log:
             request_id=request_id,
         )
     if outcome.status == "deleted":  # an earlier, unanswered DELETE of this request did it
-        return _status(service, 200, request_id, "deleted")
-    return _status(service, 200, request_id, "not_found")
+        return records.accepted(service, 200, request_id, "deleted")
+    return records.accepted(service, 200, request_id, "not_found")
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 from adapters.service import Service
 from adapters.tasks import callback_retry
@@ -18,6 +18,7 @@ from core.record import LEASE_SECONDS, Callback, Existing, Record, on_existing, 
 from core.sealing import NONCE_BYTES, seal, unseal
 from core.state import Document
 from core.urlpolicy import parse_callback_url
+from handlers.responses import Reply
 
 #: Room past a request's deadline and its callback budget: before its record may expire,
 #: and before a task's signed body stops being honoured (the queues' own retries).
@@ -29,6 +30,15 @@ Claim = Literal["won"] | Existing
 def location(service: Service, request_id: str) -> str:
     """The status resource of `request_id` (`Location` header)."""
     return f"{service.settings.intake_url or ''}/requests/{request_id}"
+
+
+def accepted(service: Service, status: int, request_id: str, state: str, **extra: Any) -> Reply:
+    """The intake's 2xx answer, `{"request_id", "status", ...}`, with its `Location`."""
+    return Reply(
+        status,
+        {"request_id": request_id, "status": state, **extra},
+        {"Location": location(service, request_id)},
+    )
 
 
 def callback_budget(service: Service) -> float:
