@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import requests
 
+from adapters.http import settle_environment
 from adapters.log import Log
 from adapters.pacing import RatePacer
 from adapters.shared_hold import SharedHold
@@ -59,13 +60,7 @@ class DatoCMSClient:
         self._blocked_until = 0.0
         self._pacer = pacer or RatePacer(clock=clock)
         self._shared_hold = hold
-        # Proxy and CA settings come from the environment once, here: with `trust_env`,
-        # requests would scan the whole environment on every call (a sixth of an intake
-        # request's time), and a ~/.netrc entry could replace the Authorization header.
-        settings = session.merge_environment_settings(self._base_url, {}, None, None, None)
-        session.trust_env = False
-        self._proxies: dict[str, str] = dict(settings["proxies"] or {})
-        self._verify: bool | str = settings["verify"] if settings["verify"] is not None else True
+        settle_environment(session, self._base_url)
 
     def delete_track(
         self, upload_id: str, track_id: str, environment: str | None, *, log: Log | None = None
@@ -153,8 +148,6 @@ class DatoCMSClient:
                 timeout=self._timeout,
                 allow_redirects=False,
                 stream=True,
-                proxies=self._proxies,
-                verify=self._verify,
             ) as answer:
                 body = answer.raw.read(MAX_ANSWER_BYTES, decode_content=True)
                 status, answer_headers = answer.status_code, Headers(answer.headers)

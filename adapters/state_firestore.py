@@ -1,8 +1,10 @@
 """The Firestore adapter of the `StateStore` port, over the v1 REST API with `requests`.
 
 REST rather than `google.cloud.firestore`, whose import alone slows a cold start.
-Every write is a `:commit` with a precondition (`exists: false` to create, the read
-`updateTime` to replace or delete), so two instances never both win. Fields: `data`
+Every write carries a precondition (`exists: false` to create, the read `updateTime`
+to replace or delete), so two instances never both win. Concurrent writes of one
+process go out together (`adapters.group_commit`, one `:batchWrite`; each write keeps
+its own precondition and outcome). Fields: `data`
 (compact JSON string), `expire_at` (timestamp, the TTL field), `expires`,
 `dead_letter_at`, `due_at` (doubles). Expired documents are filtered on read.
 Timeouts, connection errors, 5xx, 401/403 and any unexpected answer → `StateUnavailable`.
@@ -18,6 +20,8 @@ from urllib.parse import quote
 
 import requests
 
+from adapters.group_commit import GroupCommit
+from adapters.http import settle_environment
 from core.errors import StateUnavailable
 from core.state import (
     Document,
@@ -29,7 +33,10 @@ from core.state import (
 )
 
 SCOPES = ("https://www.googleapis.com/auth/datastore",)
-_LOST = frozenset({"ALREADY_EXISTS", "FAILED_PRECONDITION", "NOT_FOUND"})
+#: A write's status when its precondition failed: NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION.
+_LOST = frozenset({5, 6, 9})
+#: Writes per `:batchWrite` (Firestore accepts up to 500).
+BATCH_LIMIT = 100
 
 
 def _timestamp(seconds: float) -> str:
@@ -54,6 +61,16 @@ def to_fields(document: Document) -> dict[str, Any]:
     if document.due_at is not None:
         fields["due_at"] = {"doubleValue": float(document.due_at)}
     return fields
+
+
+def _outcome(code: int, version: str) -> str | StateUnavailable | None:
+    """One write of a `:batchWrite`: its updateTime ("" for a delete), None when its
+    precondition failed."""
+    if code == 0:
+        return version
+    if code in _LOST:
+        return None
+    return StateUnavailable(f"Firestore write failed (code {code})")
 
 
 def _number(value: dict[str, Any] | None) -> float | None:
@@ -111,6 +128,9 @@ class FirestoreStateStore:
         self._session = session
         self._given_session = session is not None
         self._lock = threading.Lock()
+        self._writes: GroupCommit[dict[str, Any], str | None] = GroupCommit(
+            self._write_batch, limit=BATCH_LIMIT
+        )
 
     # --- transport -------------------------------------------------------------------
 
@@ -123,7 +143,7 @@ class FirestoreStateStore:
 
     def _new_session(self) -> requests.Session:
         if self.emulator_host:
-            session = requests.Session()
+            session = settle_environment(requests.Session(), self.base)
             session.headers["Authorization"] = "Bearer owner"
             return session
         import google.auth  # noqa: PLC0415
@@ -135,7 +155,7 @@ class FirestoreStateStore:
         except GoogleAuthError as exc:
             raise StateUnavailable(f"no usable Google credentials ({type(exc).__name__})") from exc
         authorized: requests.Session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-        return authorized
+        return settle_environment(authorized, self.base)
 
     def _failures(self) -> tuple[type[Exception], ...]:
         """What a call may raise: `google.auth` is imported only when credentials are used
@@ -166,22 +186,32 @@ class FirestoreStateStore:
     def _name(self, key: str) -> str:
         return f"{self.database_path}/documents/{self.collection}/{check_key(key)}"
 
-    def _commit(self, write: dict[str, Any]) -> str | None:
+    def _commit(self, key: str, write: dict[str, Any]) -> str | None:
         """The new updateTime, or None when the precondition failed.
 
-        Preconditions go in a `:commit` body: the emulator ignores a
+        Preconditions go in the request body: the emulator ignores a
         `currentDocument.updateTime` query parameter on PATCH/DELETE (seen: it compares with 0).
         """
-        status, parsed = self._call("POST", f"{self.base}:commit", {"writes": [write]})
-        if status < 300:
-            return str(parsed["writeResults"][0].get("updateTime", ""))
-        if self._status(parsed) in _LOST:
-            return None
-        raise StateUnavailable(f"Firestore commit answered {status} {self._status(parsed)}")
+        return self._writes.write(key, write)
+
+    def _write_batch(self, writes: list[dict[str, Any]]) -> list[str | BaseException | None]:
+        """One `:batchWrite`: per write, its updateTime, None (precondition failed) or why not."""
+        status, parsed = self._call("POST", f"{self.base}:batchWrite", {"writes": writes})
+        if status >= 300:
+            raise StateUnavailable(f"Firestore batchWrite answered {status} {self._status(parsed)}")
+        try:
+            results, statuses = parsed["writeResults"], parsed["status"]
+            codes = [int(state.get("code", 0)) for state in statuses]
+            versions = [str(result.get("updateTime", "")) for result in results]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateUnavailable(f"Firestore batchWrite answer unreadable ({exc!r})") from exc
+        if len(codes) != len(writes) or len(versions) != len(writes):
+            raise StateUnavailable("Firestore batchWrite answered for other writes")
+        return [_outcome(code, version) for code, version in zip(codes, versions, strict=True)]
 
     def _put(self, document: Document, precondition: dict[str, Any]) -> Stored | None:
         update = {"name": self._name(document.key), "fields": to_fields(document)}
-        version = self._commit({"update": update, "currentDocument": precondition})
+        version = self._commit(document.key, {"update": update, "currentDocument": precondition})
         return None if version is None else Stored(document, version)
 
     def _read(self, key: str) -> Stored | None:
@@ -219,7 +249,7 @@ class FirestoreStateStore:
 
     def delete(self, key: str, *, version: str) -> bool:
         write = {"delete": self._name(key), "currentDocument": {"updateTime": version}}
-        return self._commit(write) is not None
+        return self._commit(key, write) is not None
 
     def _query(self, query: dict[str, Any]) -> list[Document]:
         query["from"] = [{"collectionId": self.collection}]

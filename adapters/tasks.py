@@ -9,6 +9,7 @@ Both deliver a task as an HTTP `POST` of `body` to the poll URL with
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,6 +48,10 @@ class RetryPolicy:
             delay += linear_steps * self.min_backoff * float(2**self.max_doublings)
         return min(delay, self.max_backoff)
 
+    def sequence_seconds(self) -> float:
+        """Every backoff of the attempt budget: how long one whole sequence may wait."""
+        return _sequence_seconds(self)
+
     def allows(self, attempt: int) -> bool:
         """Whether attempt number `attempt` (1 = first) may run."""
         return self.max_attempts < 0 or attempt <= self.max_attempts
@@ -54,6 +59,11 @@ class RetryPolicy:
 
 #: The steps queue retries only what failed unexpectedly (a crash, a queue outage).
 STEPS_RETRY = RetryPolicy(max_attempts=-1, min_backoff=1.0, max_backoff=60.0, max_doublings=6)
+
+
+@functools.lru_cache(maxsize=16)  # asked at every record write; a policy never changes
+def _sequence_seconds(policy: RetryPolicy) -> float:
+    return sum(policy.backoff(n) for n in range(1, policy.max_attempts))
 
 
 def callback_retry(settings: Settings) -> RetryPolicy:

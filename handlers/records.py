@@ -43,8 +43,7 @@ def accepted(service: Service, status: int, request_id: str, state: str, **extra
 
 def callback_budget(service: Service) -> float:
     """How long one callback sequence may take: every backoff of its attempt budget."""
-    policy = callback_retry(service.settings)
-    return sum(policy.backoff(n) for n in range(1, policy.max_attempts))
+    return callback_retry(service.settings).sequence_seconds()
 
 
 def document(service: Service, record: Record) -> Document:

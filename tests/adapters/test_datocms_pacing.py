@@ -163,4 +163,6 @@ def test_proxy_settings_are_read_once_from_the_environment(
         log=Log(io.StringIO()),
     )
     assert session.trust_env is False  # no per-call scan of the environment, no ~/.netrc
-    assert session.merge_environment_settings("https://x", {}, None, None, None)["proxies"] == {}
+    monkeypatch.setenv("HTTPS_PROXY", "http://other.invalid:3128")
+    settings = session.merge_environment_settings("https://x", {}, None, None, None)
+    assert settings["proxies"] == {"https": "http://proxy.invalid:3128"}  # read once, kept

@@ -65,3 +65,27 @@ def test_an_unreadable_store_holds_nothing_back(tmp_path: Path) -> None:
 
     hold = SharedHold(Down(), time.time)  # type: ignore[arg-type]
     assert hold.remaining() == 0.0
+
+
+def test_the_shared_document_is_read_at_most_once_per_freshness_bound(tmp_path: Path) -> None:
+    clock = [1_000.0]
+    store = SQLiteStateStore(tmp_path / "s.db", "shared")
+    reads: list[str] = []
+    real_get = store.get
+
+    def counted_get(key: str, *, now: float) -> object:
+        reads.append(key)
+        return real_get(key, now=now)
+
+    store.get = counted_get  # type: ignore[method-assign]
+    told = SharedHold(SQLiteStateStore(tmp_path / "s.db", "shared"), lambda: clock[0], fresh=1.0)
+    other = SharedHold(store, lambda: clock[0], fresh=1.0)
+    assert other.remaining() == 0 and len(reads) == 1
+    told.announce(5)
+    assert told.remaining() == 5
+    clock[0] += 0.5
+    assert other.remaining() == 0 and len(reads) == 1  # within the bound: its own copy
+    clock[0] += 0.5
+    assert other.remaining() == 4.0 and len(reads) == 2  # stale: read again, and held
+    clock[0] += 4
+    assert other.remaining() == 0

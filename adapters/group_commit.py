@@ -1,0 +1,100 @@
+"""Group commit: the concurrent writes of one process, sent to the store together.
+
+Under load every intake writes its record twice; sent one by one, each write is a
+round trip to Firestore. Here the first writer sends at once; writers that arrive
+while a batch is in flight wait for it, and the next batch takes them all, at most
+one write per document (Firestore's `batchWrite` refuses two). Nothing ever waits
+for a timer: at low load every batch is a single write.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
+
+W = TypeVar("W")
+R = TypeVar("R")
+
+
+@dataclass(eq=False)
+class _Pending(Generic[W, R]):
+    key: Hashable
+    write: W
+    done: bool = False
+    outcome: R | None = None
+    error: BaseException | None = None
+
+
+class GroupCommit(Generic[W, R]):
+    """Sends writes through `send(batch) -> outcome per write, in order`.
+
+    An outcome that is an exception is raised to that write's caller alone; an
+    exception raised by `send` is raised to every caller of the batch.
+    """
+
+    def __init__(self, send: Callable[[list[W]], list[R | BaseException]], *, limit: int = 100):
+        self._send = send
+        self._limit = limit
+        self._changed = threading.Condition()
+        self._queue: list[_Pending[W, R]] = []
+        self._sending = False
+
+    def write(self, key: Hashable, write: W) -> R:
+        """Send `write` (of the document `key`) with the others waiting; its outcome."""
+        pending: _Pending[W, R] = _Pending(key, write)
+        with self._changed:
+            self._queue.append(pending)
+        while True:
+            with self._changed:
+                while self._sending and not pending.done:
+                    self._changed.wait()
+                if pending.done:
+                    break
+                batch = self._take()  # this caller leads the next batch
+                self._sending = True
+            try:
+                self._flush(batch)
+            finally:
+                with self._changed:
+                    self._sending = False
+                    self._changed.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        return cast(R, pending.outcome)  # set when done
+
+    def waiting(self) -> int:
+        """Writes queued behind the batch in flight."""
+        with self._changed:
+            return len(self._queue)
+
+    def _take(self) -> list[_Pending[W, R]]:
+        """The oldest waiting writes, one per document, up to the limit (caller holds the lock)."""
+        batch: list[_Pending[W, R]] = []
+        keys: set[Hashable] = set()
+        for pending in self._queue:
+            if len(batch) == self._limit:
+                break
+            if pending.key not in keys:
+                keys.add(pending.key)
+                batch.append(pending)
+        taken = {id(pending) for pending in batch}
+        self._queue = [pending for pending in self._queue if id(pending) not in taken]
+        return batch
+
+    def _flush(self, batch: list[_Pending[W, R]]) -> None:
+        try:
+            outcomes = self._send([pending.write for pending in batch])
+            if len(outcomes) != len(batch):
+                raise ValueError(f"{len(outcomes)} outcomes for {len(batch)} writes")
+        except BaseException as failure:  # every caller of the batch learns it, none waits on
+            for pending in batch:
+                pending.error, pending.done = failure, True
+            return
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                pending.error = outcome
+            else:
+                pending.outcome = outcome
+            pending.done = True
