@@ -23,7 +23,6 @@ from adapters.shared_hold import SharedHold
 from adapters.shared_learning import SharedLearning
 from adapters.state_store import open_state_store
 from adapters.tasks import TaskQueue
-from core.learning import LearningConfig
 from core.polling import PollPolicy
 from core.recent import RecentKeys
 from core.settings import Settings
@@ -143,8 +142,9 @@ def build_service(settings: Settings, log: Log) -> Service:
     )
     service.learning = SharedLearning(
         service.shared,
-        LearningConfig(max_delay=settings.poll_max_delay, initial=settings.poll_initial_delay),
         service.wall,
         log,
+        max_delay=settings.poll_max_delay,
+        initial=settings.poll_initial_delay,
     )
     return service

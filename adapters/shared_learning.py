@@ -3,18 +3,24 @@
 `poll_job` adds each finished job's interval (the last poll that saw it running, the
 poll that saw it done: both carried on the signed task) by compare-and-set. Every
 instance plans from a cached copy, refreshed in the background at most every
-`REFRESH_SECONDS`: no request ever waits for the store on its account.
+`REFRESH_SECONDS`: no request ever waits for the store on its account. `core.learning`
+is imported by that refresh, in the background: a cold start's first request plans
+with the cold schedule and never compiles it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from adapters.log import Log
 from core.errors import StateUnavailable
-from core.learning import LearnedDurations, LearningConfig, SharedPlanner
 from core.state import Document, StateStore, upsert
+
+if TYPE_CHECKING:
+    from core.learning import LearnedDurations, SharedPlanner
 
 KEY = "job-durations"
 REFRESH_SECONDS = 30.0
@@ -25,18 +31,43 @@ class SharedLearning:
     """The planner of this instance, following the shared estimate of job durations."""
 
     def __init__(
-        self, store: StateStore, config: LearningConfig, wall: Callable[[], float], log: Log
+        self,
+        store: StateStore,
+        wall: Callable[[], float],
+        log: Log,
+        *,
+        max_delay: float | None = None,
+        initial: float | None = None,
     ) -> None:
-        self.planner = SharedPlanner(config)
-        self._store, self._config, self._wall, self._log = store, config, wall, log
+        self._store, self._wall, self._log = store, wall, log
+        self._limits = (max_delay, initial)
+        self._planner: SharedPlanner | None = None
         self._read_at = float("-inf")
         self._lock = threading.Lock()
         self._refreshing = False
 
+    @property
+    def planner(self) -> SharedPlanner:
+        """This instance's planner, made on first use."""
+        with self._lock:
+            if self._planner is None:
+                from core.learning import LearningConfig, SharedPlanner  # noqa: PLC0415
+
+                config = LearningConfig()
+                max_delay, initial = self._limits
+                config = replace(
+                    config,
+                    max_delay=config.max_delay if max_delay is None else max_delay,
+                    initial=config.initial if initial is None else initial,
+                )
+                self._planner = SharedPlanner(config)
+            return self._planner
+
     def plan(self, elapsed: float, polls: int) -> float | None:
         """The learned wait (or None: the cold schedule); starts a refresh when stale."""
         self._refresh_in_background()
-        return self.planner.plan(elapsed, polls)
+        planner = self._planner
+        return planner.plan(elapsed, polls) if planner is not None else None
 
     def _refresh_in_background(self) -> None:
         with self._lock:
@@ -49,9 +80,10 @@ class SharedLearning:
         """Read the shared estimate now (a failure keeps the cached one until next time)."""
         now = self._wall()
         try:
+            planner = self.planner
             stored = self._store.get(KEY, now=now)
             if stored is not None:
-                self.planner.update(_value(stored.document))
+                planner.update(_value(stored.document))
         except (StateUnavailable, ValueError) as failure:
             self._log.warning("shared job durations not read", reason=str(failure))
         finally:
@@ -60,10 +92,13 @@ class SharedLearning:
 
     def observe(self, low: float, high: float) -> None:
         """Add one finished job (seconds after acceptance) to the shared estimate."""
+        from core.learning import LearnedDurations  # noqa: PLC0415
+
         now = self._wall()
+        planner = self.planner
 
         def observed(value: LearnedDurations) -> Document:
-            return _document(value.observe(low, high, self._config), now)
+            return _document(value.observe(low, high, planner.config), now)
 
         def added(document: Document) -> Document:
             try:
@@ -74,7 +109,7 @@ class SharedLearning:
         try:
             stored = upsert(self._store, KEY, added, lambda: observed(LearnedDurations()), now=now)
             if stored is not None:
-                self.planner.update(_value(stored.document))
+                planner.update(_value(stored.document))
         except (StateUnavailable, ValueError) as failure:
             # Under heavy contention (one shared document) an observation may be lost:
             # the estimate decays anyway, and the next job adds its own.
@@ -82,6 +117,8 @@ class SharedLearning:
 
 
 def _value(document: Document) -> LearnedDurations:
+    from core.learning import LearnedDurations  # noqa: PLC0415
+
     text = document.data.get("learned")
     if not isinstance(text, str):
         raise ValueError("no learned durations in the document")

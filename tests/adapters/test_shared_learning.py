@@ -9,7 +9,6 @@ from adapters.log import Log
 from adapters.shared_learning import KEY, REFRESH_SECONDS, SharedLearning
 from adapters.state_sqlite import SQLiteStateStore
 from core.errors import StateUnavailable
-from core.learning import LearningConfig
 from core.state import Document
 from tests.conftest import LogCapture
 
@@ -18,7 +17,7 @@ NOW = 1_800_000_000.0
 
 def instance(path: Path, clock: list[float]) -> SharedLearning:
     store = SQLiteStateStore(path, "shared")
-    return SharedLearning(store, LearningConfig(), lambda: clock[0], Log(LogCapture()))
+    return SharedLearning(store, lambda: clock[0], Log(LogCapture()))
 
 
 def test_observations_from_many_threads_all_reach_the_shared_document(tmp_path: Path) -> None:
@@ -89,3 +88,11 @@ def test_a_store_outage_or_a_foreign_document_never_breaks_planning(tmp_path: Pa
     learner.observe(1.0, 2.0)
     assert learner.planner.value.seen == 1
     assert learner.planner.plan(0.0, 0) is None  # the cold schedule
+
+
+def test_the_planner_is_made_on_first_use_with_the_service_limits(tmp_path: Path) -> None:
+    store = SQLiteStateStore(tmp_path / "s.db", "shared")
+    learner = SharedLearning(store, lambda: NOW, Log(LogCapture()), max_delay=12.0, initial=2.5)
+    assert learner._planner is None  # a cold start's first request does not build it
+    assert learner.planner.config.max_delay == 12.0
+    assert learner.planner.config.initial == 2.5

@@ -245,12 +245,9 @@ def test_a_finished_job_is_shared_with_every_instance_with_the_interval_the_task
     harness: Harness, simulator: DatoCMSSimulator, make_harness: Callable[..., Harness]
 ) -> None:
     from adapters.shared_learning import SharedLearning
-    from core.learning import LearningConfig
 
     def learning(of: Harness) -> SharedLearning:
-        shared = SharedLearning(
-            harness.service.shared, LearningConfig(), lambda: of.clock[0], of.service.log
-        )
+        shared = SharedLearning(harness.service.shared, lambda: of.clock[0], of.service.log)
         of.service.learning = shared
         return shared
 
@@ -320,11 +317,8 @@ def test_a_failed_attempt_does_not_block_the_queues_retry(harness: Harness) -> N
 def test_a_selectors_track_does_not_teach_the_shared_durations(harness: Harness) -> None:
     from adapters.shared_learning import SharedLearning
     from core.datocms import Done
-    from core.learning import LearningConfig
 
-    shared = SharedLearning(
-        harness.service.shared, LearningConfig(), lambda: harness.clock[0], harness.service.log
-    )
+    shared = SharedLearning(harness.service.shared, lambda: harness.clock[0], harness.service.log)
     harness.service.learning = shared
     single = make_step(harness, REQUEST, job_id="j", pending_at=1.0)
     done = Done(http_status=200, payload=None)
