@@ -122,9 +122,6 @@ def build_service(settings: Settings, log: Log) -> Service:
     """Wire the real adapters. Raises `Misconfigured` when a backend setting is missing."""
     settings.require_backend()
     shared = build_store(settings, "shared")
-    hold = SharedHold(shared, time.time)
-    if settings.state_backend == "firestore":
-        hold.warm()  # read while the first request claims its record: its DELETE finds it
     service = Service(
         settings=settings,
         log=log,
@@ -133,7 +130,7 @@ def build_service(settings: Settings, log: Log) -> Service:
             token=settings.api_token(),
             session=requests.Session(),
             log=log,
-            hold=hold,
+            hold=SharedHold(shared, time.time),
         ),
         queue=build_queue(settings, log),
         sender=LazySender(allow_private=settings.callback_allow_private_networks),

@@ -1,12 +1,12 @@
 """DatoCMS's announced rate-limit reset, shared by every instance through the state store.
 
 After a `429`, DatoCMS says when its window resets (`X-RateLimit-Reset`). The instance
-that got it writes the reset time to one small shared document; every instance holds
-its calls until then. An instance reads that document at most once per
-`FRESH_SECONDS` (a busy intake would otherwise pay one store round trip per request):
-a reset announced elsewhere is obeyed within that bound, and a call sent in between
-meets the 429 itself and holds every instance again. A store that cannot be read holds
-nothing back: the instance's own hold still applies.
+that got it writes the reset time to one small shared document; every instance reads
+that document before each DatoCMS call and holds the call until then. Concurrent
+callers of one instance share a read, but only one that began after they asked: a
+busy intake pays one store round trip per batch of calls, not per call, and never
+trusts a read older than its own question. A store that cannot be read holds nothing
+back: the instance's own hold still applies.
 """
 
 from __future__ import annotations
@@ -19,55 +19,63 @@ from core.errors import StateUnavailable
 from core.state import Document, StateStore, upsert
 
 KEY = "datocms-hold"
-#: How long a read of the shared document is trusted (well under DatoCMS's window).
-FRESH_SECONDS = 1.0
 
 
 class SharedHold:
     """The latest announced reset any instance has seen (unix seconds)."""
 
-    def __init__(
-        self, store: StateStore, wall: Callable[[], float], *, fresh: float = FRESH_SECONDS
-    ) -> None:
+    def __init__(self, store: StateStore, wall: Callable[[], float]) -> None:
         self._store = store
         self._wall = wall
-        self._fresh = fresh
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._until = 0.0  # the latest reset known here
-        self._read_at = float("-inf")
+        self._started = 0  # reads of the shared document begun ...
+        self._finished = 0  # ... and ended (one at a time)
+        self._waiting = 0
 
     def remaining(self) -> float:
-        """Seconds until the latest announced reset (0 when none is pending)."""
-        now = self._wall()
-        with self._lock:
-            fresh = now - self._read_at < self._fresh
-        if not fresh:
-            self.read()
-        with self._lock:
-            return max(0.0, self._until - now)
-
-    def read(self) -> None:
-        """Read the shared document now (`remaining` does when its copy is stale)."""
-        now = self._wall()
+        """Seconds until the latest announced reset (0 when none is pending), from a read
+        of the shared document that began after this call did."""
+        with self._changed:
+            wanted = self._started + 1  # the next read to begin
+            while self._finished < wanted:
+                if self._started == self._finished:  # none in flight: this caller reads
+                    self._started += 1
+                    break
+                self._waiting += 1
+                self._changed.wait()
+                self._waiting -= 1
+            else:
+                return max(0.0, self._until - self._wall())
         try:
-            stored = self._store.get(KEY, now=now)
-        except StateUnavailable:
-            return  # tried again on the next call
-        until = stored.document.data.get("until") if stored is not None else None
-        with self._lock:
-            if isinstance(until, int | float):
-                self._until = max(self._until, float(until))
-            self._read_at = now
+            self._read()
+        finally:
+            with self._changed:
+                self._finished = self._started
+                self._changed.notify_all()
+        with self._changed:
+            return max(0.0, self._until - self._wall())
 
-    def warm(self) -> None:
-        """Read in the background (a cold start's first call then finds a fresh copy)."""
-        threading.Thread(target=self.read, name="hold-read", daemon=True).start()
+    def waiting(self) -> int:
+        """Callers waiting for a read in flight or for the next one."""
+        with self._changed:
+            return self._waiting
+
+    def _read(self) -> None:
+        try:
+            stored = self._store.get(KEY, now=self._wall())
+        except StateUnavailable:
+            return  # this read holds nothing back; the next call reads again
+        until = stored.document.data.get("until") if stored is not None else None
+        if isinstance(until, int | float):
+            with self._changed:
+                self._until = max(self._until, float(until))
 
     def announce(self, seconds: float) -> None:
         """Hold every instance's calls for `seconds` (a later reset wins)."""
         now = self._wall()
         until = now + seconds
-        with self._lock:
+        with self._changed:
             self._until = max(self._until, until)
 
         def later(document: Document) -> Document:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from benchmarks.coldstart import ColdStartReport, own_modules, top_imports
 from benchmarks.polling import CACHE_SECONDS, GridReport
 from benchmarks.ratelimit import RateLimitReport
-from benchmarks.state import StateReport
+from benchmarks.state import WARM_UP_SECONDS, StateReport
 from benchmarks.throughput import ThroughputReport
 
 GOAL_POLL_SAVING = 0.08
@@ -488,8 +488,11 @@ def _state_section(lines: list[str], state: StateReport) -> None:
     )
     add("")
     add(
-        "Each Firestore-backed intake makes three store round trips (create the record, read "
-        "the shared rate-limit hold, record the DELETE's answer by compare-and-set); the "
-        "emulator is a Java process sharing this machine's cores with the function, the "
-        "simulator and the load."
+        "Each Firestore-backed intake makes two writes (create the record, record the "
+        "DELETE's answer by compare-and-set; the shared rate-limit hold is read at most once "
+        "a second per instance). Concurrent writes of one instance go out together, one "
+        "`:batchWrite` per batch, each write with its own precondition "
+        "(`adapters/group_commit.py`). The emulator is a Java process sharing this machine's "
+        "cores with the function, the simulator and the load; an unmeasured "
+        f"{WARM_UP_SECONDS:.0f} s Firestore round warms its JVM first."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -67,25 +68,34 @@ def test_an_unreadable_store_holds_nothing_back(tmp_path: Path) -> None:
     assert hold.remaining() == 0.0
 
 
-def test_the_shared_document_is_read_at_most_once_per_freshness_bound(tmp_path: Path) -> None:
-    clock = [1_000.0]
+def test_concurrent_callers_share_a_read_that_began_after_they_asked(tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path / "s.db", "shared")
-    reads: list[str] = []
+    reads: list[float] = []
+    in_read, release = threading.Event(), threading.Event()
     real_get = store.get
 
-    def counted_get(key: str, *, now: float) -> object:
-        reads.append(key)
+    def slow_get(key: str, *, now: float) -> object:
+        reads.append(now)
+        if len(reads) == 1:
+            in_read.set()
+            assert release.wait(10)
         return real_get(key, now=now)
 
-    store.get = counted_get  # type: ignore[method-assign]
-    told = SharedHold(SQLiteStateStore(tmp_path / "s.db", "shared"), lambda: clock[0], fresh=1.0)
-    other = SharedHold(store, lambda: clock[0], fresh=1.0)
-    assert other.remaining() == 0 and len(reads) == 1
+    store.get = slow_get  # type: ignore[method-assign]
+    hold = SharedHold(store, time.time)
+    told = SharedHold(SQLiteStateStore(tmp_path / "s.db", "shared"), time.time)
+    first = threading.Thread(target=hold.remaining)
+    first.start()
+    assert in_read.wait(10)  # a read is in flight, begun before the announcement
     told.announce(5)
-    assert told.remaining() == 5
-    clock[0] += 0.5
-    assert other.remaining() == 0 and len(reads) == 1  # within the bound: its own copy
-    clock[0] += 0.5
-    assert other.remaining() == 4.0 and len(reads) == 2  # stale: read again, and held
-    clock[0] += 4
-    assert other.remaining() == 0
+    waiting: list[float] = []
+    later = [threading.Thread(target=lambda: waiting.append(hold.remaining())) for _ in range(5)]
+    for thread in later:
+        thread.start()
+    while hold.waiting() < 5:  # all five asked while the first read was in flight
+        time.sleep(0.01)
+    release.set()
+    for thread in [first, *later]:
+        thread.join(10)
+    assert len(reads) == 2  # the five later callers shared one new read ...
+    assert len(waiting) == 5 and all(4 < left <= 5 for left in waiting)  # ... which saw it
