@@ -488,11 +488,12 @@ def _state_section(lines: list[str], state: StateReport) -> None:
     )
     add("")
     add(
-        "Each Firestore-backed intake makes two writes (create the record, record the "
-        "DELETE's answer by compare-and-set; the shared rate-limit hold is read at most once "
-        "a second per instance). Concurrent writes of one instance go out together, one "
-        "`:batchWrite` per batch, each write with its own precondition "
-        "(`adapters/group_commit.py`). The emulator is a Java process sharing this machine's "
+        "Each Firestore-backed intake writes twice (create the record, record the DELETE's "
+        "answer by compare-and-set) and reads the shared rate-limit hold before its DELETE. "
+        "Concurrent writes of one instance go out together, one `:batchWrite` per batch, "
+        "each write with its own precondition (`adapters/group_commit.py`); concurrent calls "
+        "share a hold read that began after they asked. The emulator is a Java process "
+        "sharing this machine's "
         "cores with the function, the simulator and the load; an unmeasured "
         f"{WARM_UP_SECONDS:.0f} s Firestore round warms its JVM first."
     )
