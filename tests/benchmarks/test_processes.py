@@ -24,8 +24,8 @@ def test_a_small_burst_gets_exactly_one_callback_per_request_and_no_429() -> Non
 
 
 def test_cold_start_measures_both_functions_and_profiles_the_imports() -> None:
-    report = coldstart.run(runs=1, uncached_runs=0, import_repeats=1)
-    assert len(report.service) == len(report.hello) == 1
+    report = coldstart.run(runs=1, import_repeats=1)
+    assert len(report.service) == len(report.hello) == len(report.with_bytecode) == 1
     assert report.ratio > 0
     modules = {line.module for line in report.imports}
     assert "main" in modules
