@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from benchmarks.coldstart import ColdStartReport, own_modules, top_imports
 from benchmarks.polling import CACHE_SECONDS, GridReport
@@ -31,6 +31,8 @@ class Results:
     seconds: float  # the whole run
     learner_wired: bool  # whether the service's own policy uses the learned planner
     started: str  # when the run started (UTC, ISO 8601)
+    #: Per benchmark ("1/6", ...), the share of CPU time the host stole from this machine.
+    steal: dict[str, float] = field(default_factory=dict)
 
 
 def _yes(met: bool) -> str:
@@ -76,6 +78,14 @@ def render(results: Results) -> str:  # noqa: PLR0915 (the report, section by se
         f"{_cpus()} CPU(s); the whole run took {results.seconds:.0f} s."
     )
     add("")
+    if results.steal:
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in results.steal.items())
+        add(
+            "CPU time the host took from this virtual machine (steal, from `/proc/stat`) "
+            f"during each benchmark: {shares}. Where it is high, both sides of a ratio "
+            "slow down, but not always alike: rerun to compare."
+        )
+        add("")
     add(
         "Every figure is a ratio against a baseline measured in the same run, on the same "
         "machine, so that a slow or noisy machine moves both sides. Nothing here is a test "

@@ -27,6 +27,43 @@ def learner_wired() -> bool:
     return "learning" in getattr(Service, "__dataclass_fields__", {})
 
 
+def cpu_ticks() -> list[int] | None:
+    """The machine's CPU time so far, by kind (`/proc/stat`; None where there is none)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            return [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def stolen(before: list[int] | None, after: list[int] | None) -> float | None:
+    """The share of CPU time the host took from this machine in between (steal, the
+    8th field): high steal is why figures move between runs."""
+    if before is None or after is None or len(before) < 8 or len(after) < 8:
+        return None
+    spent = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(spent[:8])
+    return spent[7] / total if total > 0 else None
+
+
+class Steps:
+    """Announces each benchmark on stderr and notes the CPU steal during the previous one."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.steal: dict[str, float] = {}
+        self._last: tuple[str, list[int] | None] | None = None
+
+    def __call__(self, name: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f} s] {name}", file=sys.stderr, flush=True)
+        ticks = cpu_ticks()
+        if self._last is not None:
+            share = stolen(self._last[1], ticks)
+            if share is not None:
+                self.steal[self._last[0]] = share
+        self._last = (name.split(" ", 1)[0], ticks)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small runs (not for the record)")
@@ -36,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
-    def step(name: str) -> None:
-        print(f"[{time.monotonic() - started:6.1f} s] {name}", file=sys.stderr, flush=True)
-
+    step = Steps(started)
     step("1/6 polling efficiency")
     mixes = polling.run(jobs=200 if quick else 2_000)
     step("2/6 rate-limit ceiling")
@@ -49,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     through = throughput.run(rounds=1 if quick else 6, duration=1.0 if quick else 2.5)
     step("5/6 state store (Firestore emulator)")
     stored = state.run(requests_=20 if quick else 200, rounds=1 if quick else 4)
+    step("6/6 selector fan-out")
+    fanout = selector.run(tracks=10 if quick else 50)
+    step("done")
     results = report.Results(
         polling=mixes,
         ratelimit=limited,
@@ -58,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds=time.monotonic() - started,
         learner_wired=learner_wired(),
         started=stamp,
+        steal=step.steal,
     )
-    step("6/6 selector fan-out")
-    text = report.render(results) + "\n" + selector.run(tracks=10 if quick else 50).render()
+    text = report.render(results) + "\n" + fanout.render()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
     step(f"wrote {args.output}")
