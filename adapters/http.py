@@ -1,4 +1,5 @@
-"""One setting shared by the service's `requests` sessions (DatoCMS, Firestore)."""
+"""How the service's `requests` sessions call out: the environment read once (DatoCMS,
+Firestore), and DatoCMS calls through the session's transport adapter."""
 
 from __future__ import annotations
 
