@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import requests
 
-from adapters.http import send, settle_environment
+from adapters.http import call_streamed, settle_environment
 from adapters.log import Log
 from adapters.pacing import RatePacer
 from adapters.shared_hold import SharedHold
@@ -141,7 +141,7 @@ class DatoCMSClient:
             headers["X-Environment"] = environment
         started = time.monotonic()
         try:
-            with send(
+            with call_streamed(
                 self._session, method, self._base_url + path, headers, timeout=self._timeout
             ) as answer:
                 body = answer.raw.read(MAX_ANSWER_BYTES, decode_content=True)

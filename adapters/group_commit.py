@@ -3,8 +3,8 @@
 Under load every intake writes its record twice; sent one by one, each write is a
 round trip to Firestore. Here the first writer sends at once; writers that arrive
 while a batch is in flight wait for it, and the next batch takes them all, at most
-one write per document (Firestore's `batchWrite` refuses two). Nothing ever waits
-for a timer: at low load every batch is a single write.
+one write per document (Firestore's `batchWrite` refuses two) and oldest first.
+Nothing ever waits for a timer: at low load every batch is a single write.
 """
 
 from __future__ import annotations
@@ -24,18 +24,27 @@ class _Pending(Generic[W, R]):
     write: W
     done: bool = False
     outcome: R | None = None
-    error: BaseException | None = None
+    error: Exception | None = None
 
 
 class GroupCommit(Generic[W, R]):
     """Sends writes through `send(batch) -> outcome per write, in order`.
 
-    An outcome that is an exception is raised to that write's caller alone; an
-    exception raised by `send` is raised to every caller of the batch.
+    An outcome that is an exception is raised to that write's caller alone. When
+    `send` raises, every caller of the batch gets its own `failed(error)`, chained to
+    it; an interruption (`KeyboardInterrupt`, `SystemExit`) is raised again in the
+    thread that sent the batch.
     """
 
-    def __init__(self, send: Callable[[list[W]], list[R | BaseException]], *, limit: int = 100):
+    def __init__(
+        self,
+        send: Callable[[list[W]], list[R | Exception]],
+        failed: Callable[[BaseException], Exception],
+        *,
+        limit: int,
+    ) -> None:
         self._send = send
+        self._failed = failed
         self._limit = limit
         self._changed = threading.Condition()
         self._queue: list[_Pending[W, R]] = []
@@ -46,23 +55,24 @@ class GroupCommit(Generic[W, R]):
         pending: _Pending[W, R] = _Pending(key, write)
         with self._changed:
             self._queue.append(pending)
-        while True:
-            with self._changed:
-                while self._sending and not pending.done:
+            # Not done and still queued: wait for the batch in flight, or lead the next.
+            # (A write taken from the queue is in a batch in flight until it is done.)
+            while not pending.done:
+                if self._sending:
                     self._changed.wait()
-                if pending.done:
-                    break
-                batch = self._take()  # this caller leads the next batch
+                    continue
+                batch = self._take()
                 self._sending = True
-            try:
-                self._flush(batch)
-            finally:
-                with self._changed:
+                self._changed.release()
+                try:
+                    self._flush(batch)
+                finally:
+                    self._changed.acquire()
                     self._sending = False
-                    self._changed.notify_all()
+                    self._changed.notify_all()  # publishes the batch's outcomes
         if pending.error is not None:
             raise pending.error
-        return cast(R, pending.outcome)  # set when done
+        return cast(R, pending.outcome)
 
     def waiting(self) -> int:
         """Writes queued behind the batch in flight."""
@@ -70,7 +80,7 @@ class GroupCommit(Generic[W, R]):
             return len(self._queue)
 
     def _take(self) -> list[_Pending[W, R]]:
-        """The oldest waiting writes, one per document, up to the limit (caller holds the lock)."""
+        """The oldest waiting writes, one per document, up to the limit (lock held)."""
         batch: list[_Pending[W, R]] = []
         keys: set[Hashable] = set()
         for pending in self._queue:
@@ -84,16 +94,21 @@ class GroupCommit(Generic[W, R]):
         return batch
 
     def _flush(self, batch: list[_Pending[W, R]]) -> None:
+        """Send one batch and note each write's outcome (lock released)."""
         try:
             outcomes = self._send([pending.write for pending in batch])
             if len(outcomes) != len(batch):
                 raise ValueError(f"{len(outcomes)} outcomes for {len(batch)} writes")
-        except BaseException as failure:  # every caller of the batch learns it, none waits on
-            for pending in batch:
-                pending.error, pending.done = failure, True
+        except BaseException as failure:
+            for pending in batch:  # each caller raises its own error, chained to this one
+                error = self._failed(failure)
+                error.__cause__ = failure
+                pending.error, pending.done = error, True
+            if not isinstance(failure, Exception):
+                raise  # an interruption belongs to this thread
             return
         for pending, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, Exception):
                 pending.error = outcome
             else:
                 pending.outcome = outcome

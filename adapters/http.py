@@ -21,7 +21,7 @@ def settle_environment(session: requests.Session, url: str) -> requests.Session:
     return session
 
 
-def send(
+def call_streamed(
     session: requests.Session,
     method: str,
     url: str,
@@ -30,11 +30,11 @@ def send(
     timeout: tuple[float, float],
 ) -> requests.Response:
     """One call through the session's transport adapter, streamed (the caller reads the
-    body and closes the answer); redirects are not followed.
+    body and closes the answer).
 
-    `Session.request` spends a third of a call's time on what the service never uses
-    (cookies, auth, hooks, redirect handling); the session's connection pool, headers
-    and settled proxy and CA settings still apply.
+    `Session.request` spends a third of a call's time on what the service never uses:
+    cookies (none are sent or kept), auth and hooks (none), redirects (none followed).
+    The session's connection pool, headers and settled proxy and CA settings apply.
     """
     prepared = requests.PreparedRequest()
     prepared.prepare_method(method)

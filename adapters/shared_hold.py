@@ -37,23 +37,21 @@ class SharedHold:
         """Seconds until the latest announced reset (0 when none is pending), from a read
         of the shared document that began after this call did."""
         with self._changed:
-            wanted = self._started + 1  # the next read to begin
+            wanted = self._started + 1  # the first read to begin after this call asked
             while self._finished < wanted:
-                if self._started == self._finished:  # none in flight: this caller reads
-                    self._started += 1
-                    break
-                self._waiting += 1
-                self._changed.wait()
-                self._waiting -= 1
-            else:
-                return max(0.0, self._until - self._wall())
-        try:
-            self._read()
-        finally:
-            with self._changed:
-                self._finished = self._started
-                self._changed.notify_all()
-        with self._changed:
+                if self._started > self._finished:  # a read is in flight: wait for it
+                    self._waiting += 1
+                    self._changed.wait()
+                    self._waiting -= 1
+                    continue
+                self._started += 1  # none in flight, none begun since: read now
+                self._changed.release()
+                try:
+                    self._read()
+                finally:
+                    self._changed.acquire()
+                    self._finished = self._started
+                    self._changed.notify_all()
             return max(0.0, self._until - self._wall())
 
     def waiting(self) -> int:

@@ -4,15 +4,14 @@
 poll that saw it done: both carried on the signed task) by compare-and-set. Every
 instance plans from a cached copy, refreshed in the background at most every
 `REFRESH_SECONDS`: no request ever waits for the store on its account. `core.learning`
-is imported by that refresh, in the background: a cold start's first request plans
-with the cold schedule and never compiles it.
+is first imported by that refresh (or by `poll_job` sharing an observation), never by
+the intake's first request, which plans with the cold schedule.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from adapters.log import Log
@@ -42,6 +41,7 @@ class SharedLearning:
         self._store, self._wall, self._log = store, wall, log
         self._limits = (max_delay, initial)
         self._planner: SharedPlanner | None = None
+        self._making = threading.Lock()  # the planner (not `_lock`: `plan` never waits on it)
         self._read_at = float("-inf")
         self._lock = threading.Lock()
         self._refreshing = False
@@ -49,18 +49,18 @@ class SharedLearning:
     @property
     def planner(self) -> SharedPlanner:
         """This instance's planner, made on first use."""
-        with self._lock:
+        with self._making:
             if self._planner is None:
                 from core.learning import LearningConfig, SharedPlanner  # noqa: PLC0415
 
-                config = LearningConfig()
+                default = LearningConfig()
                 max_delay, initial = self._limits
-                config = replace(
-                    config,
-                    max_delay=config.max_delay if max_delay is None else max_delay,
-                    initial=config.initial if initial is None else initial,
+                self._planner = SharedPlanner(
+                    LearningConfig(
+                        max_delay=default.max_delay if max_delay is None else max_delay,
+                        initial=default.initial if initial is None else initial,
+                    )
                 )
-                self._planner = SharedPlanner(config)
             return self._planner
 
     def plan(self, elapsed: float, polls: int) -> float | None:

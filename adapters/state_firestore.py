@@ -35,8 +35,9 @@ from core.state import (
 SCOPES = ("https://www.googleapis.com/auth/datastore",)
 #: A write's status when its precondition failed: NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION.
 _LOST = frozenset({5, 6, 9})
-#: Writes per `:batchWrite` (Firestore accepts up to 500).
-BATCH_LIMIT = 100
+#: Writes per `:batchWrite`: nine documents of Firestore's 1 MiB maximum stay under its
+#: 10 MiB request limit.
+BATCH_LIMIT = 9
 
 
 def _timestamp(seconds: float) -> str:
@@ -63,14 +64,26 @@ def to_fields(document: Document) -> dict[str, Any]:
     return fields
 
 
-def _outcome(code: int, version: str) -> str | StateUnavailable | None:
+def _outcome(write: dict[str, Any], code: int, result: Any) -> str | StateUnavailable | None:
     """One write of a `:batchWrite`: its updateTime ("" for a delete), None when its
-    precondition failed."""
-    if code == 0:
-        return version
+    precondition failed, or why it failed."""
     if code in _LOST:
         return None
-    return StateUnavailable(f"Firestore write failed (code {code})")
+    if code != 0:
+        return StateUnavailable(f"Firestore write failed (code {code})")
+    version = result.get("updateTime") if isinstance(result, dict) else None
+    if isinstance(version, str) and version:
+        return version
+    if "delete" in write:
+        return ""  # a delete has no new version
+    return StateUnavailable("Firestore write answered without its update time")
+
+
+def _batch_failed(failure: BaseException) -> StateUnavailable:
+    """What each write of a batch that could not be sent raises."""
+    if isinstance(failure, StateUnavailable):
+        return StateUnavailable(str(failure))
+    return StateUnavailable(f"Firestore batchWrite failed ({type(failure).__name__})")
 
 
 def _number(value: dict[str, Any] | None) -> float | None:
@@ -129,7 +142,7 @@ class FirestoreStateStore:
         self._given_session = session is not None
         self._lock = threading.Lock()
         self._writes: GroupCommit[dict[str, Any], str | None] = GroupCommit(
-            self._write_batch, limit=BATCH_LIMIT
+            self._write_batch, _batch_failed, limit=BATCH_LIMIT
         )
 
     # --- transport -------------------------------------------------------------------
@@ -187,27 +200,37 @@ class FirestoreStateStore:
         return f"{self.database_path}/documents/{self.collection}/{check_key(key)}"
 
     def _commit(self, key: str, write: dict[str, Any]) -> str | None:
-        """The new updateTime, or None when the precondition failed.
+        """The new updateTime, or None when the precondition failed (sent with the
+        writes other threads make meanwhile: `adapters.group_commit`)."""
+        return self._writes.write(key, write)
+
+    def _write_batch(self, writes: list[dict[str, Any]]) -> list[str | Exception | None]:
+        """One `:batchWrite`: per write, its updateTime, None (precondition failed) or why not.
 
         Preconditions go in the request body: the emulator ignores a
         `currentDocument.updateTime` query parameter on PATCH/DELETE (seen: it compares with 0).
+        Firestore refuses a whole batch with a 400 when one write is invalid: then each is
+        sent alone, so that only the invalid one fails.
         """
-        return self._writes.write(key, write)
-
-    def _write_batch(self, writes: list[dict[str, Any]]) -> list[str | BaseException | None]:
-        """One `:batchWrite`: per write, its updateTime, None (precondition failed) or why not."""
         status, parsed = self._call("POST", f"{self.base}:batchWrite", {"writes": writes})
+        if status == 400 and len(writes) > 1:
+            return [self._write_alone(write) for write in writes]
         if status >= 300:
             raise StateUnavailable(f"Firestore batchWrite answered {status} {self._status(parsed)}")
         try:
             results, statuses = parsed["writeResults"], parsed["status"]
             codes = [int(state.get("code", 0)) for state in statuses]
-            versions = [str(result.get("updateTime", "")) for result in results]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateUnavailable(f"Firestore batchWrite answer unreadable ({exc!r})") from exc
-        if len(codes) != len(writes) or len(versions) != len(writes):
+        if len(codes) != len(writes) or len(results) != len(writes):
             raise StateUnavailable("Firestore batchWrite answered for other writes")
-        return [_outcome(code, version) for code, version in zip(codes, versions, strict=True)]
+        return [_outcome(*each) for each in zip(writes, codes, results, strict=True)]
+
+    def _write_alone(self, write: dict[str, Any]) -> str | Exception | None:
+        try:
+            return self._write_batch([write])[0]
+        except StateUnavailable as failure:
+            return failure
 
     def _put(self, document: Document, precondition: dict[str, Any]) -> Stored | None:
         update = {"name": self._name(document.key), "fields": to_fields(document)}

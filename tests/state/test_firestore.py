@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.state_firestore import FirestoreStateStore
+from adapters.state_firestore import FirestoreStateStore, to_fields
 from core.errors import StateUnavailable
 from core.state import Document
 from tests.netguard import loopback_guard
@@ -145,3 +145,25 @@ def test_a_document_of_another_shape_raises_state_unavailable(firestore_emulator
 
     with pytest.raises(StateUnavailable, match="another shape"):
         store.get("odd", now=T)
+
+
+def test_an_invalid_write_fails_alone_though_firestore_refuses_its_whole_batch(
+    firestore_emulator_host: str,
+) -> None:
+    store = FirestoreStateStore(
+        project=f"test-{secrets.token_hex(6)}",
+        collection="requests",
+        emulator_host=firestore_emulator_host,
+    )
+    valid = {
+        "update": {"name": store._name("ok"), "fields": to_fields(Document("ok", {}, T + 60))},
+        "currentDocument": {"exists": False},
+    }
+    invalid = {
+        "update": {"name": store._name("bad"), "fields": {}},
+        "currentDocument": {"updateTime": "not a time"},
+    }
+    outcomes = store._write_batch([valid, invalid])
+    assert isinstance(outcomes[0], str) and outcomes[0]  # applied, with its update time
+    assert isinstance(outcomes[1], StateUnavailable)
+    assert store.get("ok", now=T) is not None
