@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 KEY = "job-durations"
 REFRESH_SECONDS = 30.0
+#: A new instance's first refresh waits this long: its first request (a cold start) would
+#: otherwise share the CPU with importing `core.learning` and reading the store, for a
+#: planner that cannot serve that request anyway (it plans before any refresh ends).
+FIRST_REFRESH_DELAY = 0.5
 KEEP_SECONDS = 30 * 86400.0  # an unused estimate ages out with the store's TTL
 
 
@@ -74,7 +78,10 @@ class SharedLearning:
             if self._refreshing or self._wall() - self._read_at < REFRESH_SECONDS:
                 return
             self._refreshing = True
-        threading.Thread(target=self.refresh, name="learning-refresh", daemon=True).start()
+            first = self._read_at == float("-inf")
+        worker = threading.Timer(FIRST_REFRESH_DELAY if first else 0.0, self.refresh)
+        worker.name, worker.daemon = "learning-refresh", True
+        worker.start()
 
     def refresh(self) -> None:
         """Read the shared estimate now (a failure keeps the cached one until next time)."""

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from adapters import shared_learning
 from adapters.log import Log
-from adapters.shared_learning import KEY, REFRESH_SECONDS, SharedLearning
+from adapters.shared_learning import FIRST_REFRESH_DELAY, KEY, REFRESH_SECONDS, SharedLearning
 from adapters.state_sqlite import SQLiteStateStore
 from core.errors import StateUnavailable
 from core.state import Document
@@ -96,3 +100,26 @@ def test_the_planner_is_made_on_first_use_with_the_service_limits(tmp_path: Path
     assert learner._planner is None  # a cold start's first request does not build it
     assert learner.planner.config.max_delay == 12.0
     assert learner.planner.config.initial == 2.5
+
+
+def test_a_new_instance_waits_before_its_first_refresh_and_not_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    intervals: list[float] = []
+
+    class Recorded(threading.Timer):
+        def __init__(self, interval: float, function: Callable[[], None]) -> None:
+            intervals.append(interval)
+            super().__init__(0.0, function)  # at once: the test does not wait
+
+    monkeypatch.setattr(shared_learning.threading, "Timer", Recorded)
+    clock = [NOW]
+    learner = instance(tmp_path / "s.db", clock)
+    learner.plan(0.0, 0)
+    for thread in threading.enumerate():
+        if thread.name == "learning-refresh":
+            thread.join()
+    clock[0] += REFRESH_SECONDS + 1
+    learner.plan(0.0, 0)
+    assert intervals == [FIRST_REFRESH_DELAY, 0.0]  # the cold start's request goes first
+    assert FIRST_REFRESH_DELAY > 0
