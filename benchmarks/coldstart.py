@@ -212,8 +212,6 @@ def measure(runs: int, *, production: bool = False) -> tuple[list[float], list[f
         }
         for index in range(runs):
             track = f"cold_{'p' if production else 'l'}{index}"
-            for arm in ("service", "compiled"):
-                simulator.add_track(UPLOAD_ID, f"{track}_{arm}", job_seconds=1)
             arms = ["service", "baseline"] if production else ["service", "baseline", "compiled"]
             for which in arms[index % len(arms) :] + arms[: index % len(arms)]:
                 if which == "baseline":
@@ -221,6 +219,7 @@ def measure(runs: int, *, production: bool = False) -> tuple[list[float], list[f
                         _start(lambda: Function(target, other_env, source=source), body, {})
                     )
                     continue
+                simulator.add_track(UPLOAD_ID, f"{track}_{which}", job_seconds=1)
                 start = _start(
                     lambda: Function("delete_track", env),
                     f"{track}_{which}",
